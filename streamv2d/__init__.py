@@ -1,0 +1,12 @@
+"""streamv2d: video URL tables and WebDataset shards → training-ready samples, on the fly."""
+from .dataset import VideoDataset
+from .errors import FetchError, SourceError, StreamV2DError
+from .fetch import FetchConfig
+from .sources import InputShard, Source, TableSource, TarSource
+from .stats import ShardStats
+from .subsamplers import Subsampler
+
+__version__ = "0.1.0"
+
+__all__ = ["FetchConfig", "FetchError", "InputShard", "ShardStats", "Source", "SourceError", "StreamV2DError",
+           "Subsampler", "TableSource", "TarSource", "VideoDataset", "__version__"]

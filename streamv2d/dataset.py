@@ -1,0 +1,150 @@
+"""``VideoDataset``: the streaming ``IterableDataset`` that every other feature plugs into."""
+from __future__ import annotations
+
+import logging
+import random
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
+
+from torch.utils.data import IterableDataset
+
+from .distribute import World, consumer_shards, current_world, epoch_order, quota, top_up_shards
+from .fetch import FetchConfig, merged
+from .pipeline import ShardProcessor
+from .sample import Sample, is_success
+from .sources import Source, open_source
+from .subsamplers import SubsamplerLike
+
+log = logging.getLogger("streamv2d")
+
+
+class VideoDataset(IterableDataset):
+    """Streams video samples from a URL table or WebDataset shards, exactly once per epoch across
+    distributed ranks and DataLoader workers.
+
+    Args:
+        source: a table path/URL/glob/list (csv, tsv, json, jsonl, parquet, txt), tar shard pattern
+            (``"shards/{00000..00099}.tar"``), or a :class:`~streamv2d.sources.Source`.
+        url_col, caption_col, clip_col, save_additional_columns, samples_per_shard, input_format:
+            how to read a URL table (ignored for tar shards).
+        subsamplers: callables applied to every sample, in order (see :mod:`streamv2d.subsamplers`).
+        fetch: a :class:`FetchConfig` or dict of its fields; ``fetch_threads`` overrides its ``threads``.
+        shuffle_shards: visit shards in an order drawn from ``(seed, epoch)``.
+        shuffle_buffer: size of a per-consumer sample shuffle buffer (0: keep order).
+        samples_per_rank: fixed-length mode for DDP — every rank yields exactly this many samples per epoch,
+            topping up from its own shards; without it (default) every success is yielded exactly once.
+        yield_failures: also yield failure records (``json["status"] != "success"``, no media).
+        rank, world_size: override the distributed world (default: torch.distributed, then RANK/WORLD_SIZE).
+    """
+
+    def __init__(
+        self,
+        source: Union[str, Sequence[str], Source],
+        *,
+        url_col: str = "url",
+        caption_col: Optional[str] = None,
+        clip_col: Optional[str] = None,
+        save_additional_columns: Optional[Sequence[str]] = None,
+        samples_per_shard: int = 1000,
+        input_format: Optional[str] = None,
+        storage_options: Optional[Dict[str, Any]] = None,
+        subsamplers: Sequence[SubsamplerLike] = (),
+        fetch: Union[FetchConfig, Mapping[str, Any], None] = None,
+        fetch_threads: Optional[int] = None,
+        shuffle_shards: bool = False,
+        shuffle_buffer: int = 0,
+        seed: int = 0,
+        samples_per_rank: Optional[int] = None,
+        yield_failures: bool = False,
+        rank: Optional[int] = None,
+        world_size: Optional[int] = None,
+    ):
+        super().__init__()
+        fetch_config = merged(FetchConfig.from_any(fetch), threads=fetch_threads,
+                              storage_options=storage_options)
+        if fetch_config.threads < 1:
+            raise ValueError(f"fetch_threads must be at least 1, got {fetch_config.threads}")
+        if samples_per_rank is not None and samples_per_rank < 0:
+            raise ValueError(f"samples_per_rank must be non-negative, got {samples_per_rank}")
+        self.source = open_source(
+            source, url_col=url_col, caption_col=caption_col, clip_col=clip_col,
+            save_additional_columns=save_additional_columns, samples_per_shard=samples_per_shard,
+            input_format=input_format, storage_options=storage_options,
+        )
+        self.processor = ShardProcessor(self.source, fetch_config, subsamplers)
+        self.shuffle_shards = shuffle_shards
+        self.shuffle_buffer = shuffle_buffer
+        self.seed = seed
+        self.samples_per_rank = samples_per_rank
+        self.yield_failures = yield_failures
+        self.rank = rank
+        self.world_size = world_size
+        self.epoch = 0
+
+    @property
+    def num_shards(self) -> int:
+        return len(self.source.shards())
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose shard order and shuffle to use; call before iterating, as with
+        ``DistributedSampler`` (with ``persistent_workers=True``, workers keep the epoch they started with)."""
+        self.epoch = epoch
+
+    def world(self) -> World:
+        return current_world(self.rank, self.world_size)
+
+    def shards_for(self, world: World) -> List[int]:
+        """The shard ids ``world``'s consumer reads this epoch in exactly-once mode."""
+        return consumer_shards(self._order(), world)
+
+    def _order(self) -> List[int]:
+        return epoch_order(self.num_shards, seed=self.seed, epoch=self.epoch, shuffle=self.shuffle_shards)
+
+    def __iter__(self) -> Iterator[Sample]:
+        world = self.world()
+        if self.samples_per_rank is None:
+            samples = self._samples(self.shards_for(world))
+        else:
+            samples = self._fixed_length(world, quota(self.samples_per_rank, world))
+        if self.shuffle_buffer > 1:
+            samples = _shuffled(samples, self.shuffle_buffer, random.Random(f"{self.seed}/{self.epoch}/{world}"))
+        return samples
+
+    def _samples(self, shard_ids: Sequence[int]) -> Iterator[Sample]:
+        shards = self.source.shards()
+        for shard_id in shard_ids:
+            for sample in self.processor.process(shards[shard_id]):
+                if self.yield_failures or is_success(sample):
+                    yield sample
+
+    def _fixed_length(self, world: World, target: int) -> Iterator[Sample]:
+        """Yield exactly ``target`` successes, cycling over this consumer's shards as often as needed."""
+        cycle = top_up_shards(self._order(), world)
+        produced = 0
+        while produced < target:
+            before = produced
+            for sample in self._samples(cycle):
+                if is_success(sample):
+                    produced += 1
+                    yield sample
+                    if produced == target:
+                        return
+                elif self.yield_failures:
+                    yield sample
+            if produced == before:
+                raise RuntimeError(f"fixed-length mode: a full pass over shards {cycle} produced no sample; "
+                                   f"cannot fill {target} samples for {world}")
+            log.info("fixed-length mode: %s topping up (%d/%d) by another pass", world, produced, target)
+
+
+def _shuffled(samples: Iterator[Sample], size: int, rng: random.Random) -> Iterator[Sample]:
+    """A reservoir-style shuffle buffer: bounded memory, deterministic for a given rng."""
+    buffer: List[Sample] = []
+    for sample in samples:
+        if len(buffer) < size:
+            buffer.append(sample)
+            continue
+        index = rng.randrange(size)
+        yield buffer[index]
+        buffer[index] = sample
+    rng.shuffle(buffer)
+    yield from buffer

@@ -1,0 +1,48 @@
+"""Which input shards each consumer reads: a pure function of (shards, world, seed, epoch).
+
+Policy (exactly once): the epoch's shard order — ``0..n-1``, or a permutation drawn from ``(seed, epoch)``
+when shuffling — is dealt round-robin to ranks, then each rank's shards round-robin to its DataLoader
+workers. Every shard goes to exactly one consumer; with more consumers than shards some get none, and an
+uneven split (7 shards, 2 ranks × 3 workers) gives some consumers one shard more than others.
+"""
+from __future__ import annotations
+
+import random
+from typing import List
+
+from .world import World
+
+
+def epoch_order(num_shards: int, *, seed: int = 0, epoch: int = 0, shuffle: bool = False) -> List[int]:
+    """Shard ids in the order this epoch visits them; the same on every rank and machine."""
+    order = list(range(num_shards))
+    if shuffle:
+        random.Random(f"{seed}/{epoch}").shuffle(order)
+    return order
+
+
+def rank_shards(order: List[int], world: World) -> List[int]:
+    """The shards of ``world.rank`` (all its workers together)."""
+    return order[world.rank::world.world_size]
+
+
+def consumer_shards(order: List[int], world: World) -> List[int]:
+    """The shards of one consumer ``(rank, worker)``: disjoint from every other consumer's."""
+    return rank_shards(order, world)[world.worker::world.num_workers]
+
+
+def quota(total: int, world: World) -> int:
+    """This worker's share of a rank's fixed epoch length: ``total`` split as evenly as integers allow."""
+    return total // world.num_workers + (1 if world.worker < total % world.num_workers else 0)
+
+
+def top_up_shards(order: List[int], world: World) -> List[int]:
+    """Shards a consumer cycles through in fixed-length mode: its own, or — when it has none (more
+    consumers than shards) — the rank's, or the whole epoch's, starting at an offset of its own."""
+    for pool, index in ((consumer_shards(order, world), 0),
+                        (rank_shards(order, world), world.worker),
+                        (order, world.rank * world.num_workers + world.worker)):
+        if pool:
+            start = index % len(pool)
+            return pool[start:] + pool[:start] if index else pool
+    return []

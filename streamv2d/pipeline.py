@@ -1,0 +1,66 @@
+"""One input shard → its output samples: read rows, fetch, run subsamplers, count everything.
+
+Fetching and subsampling of a row run together in a bounded thread pool (network waits and PyAV's
+GIL-free decoding overlap), and results come back in row order so output shards are deterministic.
+"""
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Iterator, List, Optional, Sequence
+
+from .fetch import Fetcher, FetchConfig
+from .fetch.pool import ordered_map
+from .sample import Sample, is_success
+from .sources import InputShard, Source
+from .stats import ShardStats
+from .subsamplers import SubsamplerLike, run_chain
+
+log = logging.getLogger("streamv2d")
+
+
+class ShardProcessor:
+    """Processes input shards for one consumer; owns that consumer's thread pool and HTTP session."""
+
+    def __init__(self, source: Source, fetch: FetchConfig, subsamplers: Sequence[SubsamplerLike] = ()):
+        self.source = source
+        self.config = fetch
+        self.fetcher = Fetcher(fetch)
+        self.subsamplers = list(subsamplers)
+        self._executor: Optional[ThreadPoolExecutor] = None
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_executor"] = None
+        return state
+
+    @property
+    def executor(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(self.config.threads, thread_name_prefix="streamv2d-fetch")
+        return self._executor
+
+    def process(self, shard: InputShard, stats: Optional[ShardStats] = None) -> Iterator[Sample]:
+        """Every output of ``shard``, failures included, in row order; ``stats`` is filled as it goes and
+        finished when the shard is exhausted."""
+        stats = stats if stats is not None else ShardStats(shard.id)
+        rows = self.source.read(shard)
+        window = 2 * self.config.threads
+        for fetched_bytes, row_status, outputs in ordered_map(self._process_row, rows, self.executor, window):
+            stats.add_download(row_status, fetched_bytes)
+            for sample in outputs:
+                stats.add_output(sample)
+                if not is_success(sample):
+                    log.debug("%s: %s", sample["__key__"], sample["json"].get("error_message"))
+                yield sample
+        stats.finish()
+        log.info("shard %d: %d/%d rows succeeded, %d failed to download, %d failed to subsample",
+                 shard.id, stats.successes, stats.count, stats.failed_to_download, stats.failed_to_subsample)
+
+    def _process_row(self, row: Sample) -> "tuple[int, Sample, List[Sample]]":
+        if self.source.needs_fetch and is_success(row):
+            row, nbytes = self.fetcher.fetch_sample(row)
+        else:
+            nbytes = sum(len(v) for v in row.values() if isinstance(v, bytes))
+        status = {"json": dict(row.get("json", {}))}
+        return nbytes, status, run_chain(row, self.subsamplers)

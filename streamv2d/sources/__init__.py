@@ -1,0 +1,23 @@
+"""Sources: where input shards come from (URL tables or WebDataset tars, on any fsspec store)."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ..errors import SourceError
+from .base import InputShard, Source
+from .table import FORMATS, TableSource
+from .tar import TarSource, looks_like_tar_spec
+
+
+def open_source(spec: Any, **options: Any) -> Source:
+    """A :class:`Source` for ``spec``: an existing Source is returned as is; tar paths give a
+    :class:`TarSource` (only ``storage_options`` applies); anything else is a :class:`TableSource`."""
+    if isinstance(spec, Source) and not isinstance(spec, (str, os.PathLike)):
+        return spec
+    if looks_like_tar_spec(spec):
+        return TarSource(spec, storage_options=options.get("storage_options"))
+    return TableSource(spec, **options)
+
+
+__all__ = ["FORMATS", "InputShard", "Source", "SourceError", "TableSource", "TarSource", "open_source"]

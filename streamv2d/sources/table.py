@@ -1,0 +1,282 @@
+"""URL tables (csv, tsv, json, jsonl, parquet, txt) cut into input shards of ``samples_per_shard`` rows.
+
+Parquet is read in place: its footer gives row counts, so listing 10 M rows takes milliseconds, and a shard
+reads only the row groups it overlaps. Text formats have no row index, so they are converted once, in a
+streaming pass, to an Arrow IPC file in a local cache; every worker then memory-maps it and slices rows for
+free. Nothing ever turns the whole table into Python objects.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import Dict, Iterator, List, Optional, Sequence
+
+import fsspec
+import pyarrow as pa
+import pyarrow.csv as pcsv
+import pyarrow.json as pjson
+import pyarrow.parquet as pq
+
+from ..errors import SourceError
+from ..sample import FAILED_TO_DOWNLOAD, Sample, key_widths, make_key, mark_failed
+from .base import InputShard
+from .paths import PathSpec, expand, file_identity
+
+FORMATS = ("csv", "tsv", "json", "jsonl", "parquet", "txt")
+_COMPRESSED = (".gz", ".bz2", ".zst", ".xz")
+_BATCH_ROWS = 65536
+
+
+def detect_format(path: str) -> str:
+    """The table format from the file name (``.csv.gz`` is csv); raises SourceError when unknown."""
+    name = path.lower()
+    for suffix in _COMPRESSED:
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    ext = name.rsplit(".", 1)[-1] if "." in os.path.basename(name) else ""
+    if ext == "ndjson":
+        ext = "jsonl"
+    if ext not in FORMATS:
+        raise SourceError(f"{path}: unknown table format {ext!r}; expected one of {', '.join(FORMATS)} "
+                          "(or pass input_format=)")
+    return ext
+
+
+def default_table_cache() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "streamv2d", "tables")
+
+
+@dataclass(frozen=True)
+class _TableFile:
+    """One table file, ready for row-range reads: the file itself (parquet) or its Arrow IPC copy."""
+
+    path: str          # the user's file, for messages and sample json
+    readable: str      # parquet URL or local .arrow path
+    kind: str          # "parquet" or "arrow"
+    num_rows: int
+    first_shard: int
+
+
+class TableSource:
+    """Rows of one or more URL tables, cut into input shards with stable ids and keys."""
+
+    needs_fetch = True
+
+    def __init__(
+        self,
+        spec: PathSpec,
+        *,
+        url_col: str = "url",
+        caption_col: Optional[str] = None,
+        clip_col: Optional[str] = None,
+        save_additional_columns: Optional[Sequence[str]] = None,
+        samples_per_shard: int = 1000,
+        input_format: Optional[str] = None,
+        storage_options: Optional[dict] = None,
+        table_cache: Optional[str] = None,
+    ):
+        if samples_per_shard < 1:
+            raise SourceError(f"samples_per_shard must be at least 1, got {samples_per_shard}")
+        if input_format is not None and input_format not in FORMATS:
+            raise SourceError(f"unknown input_format {input_format!r}; expected one of {', '.join(FORMATS)}")
+        self.url_col = url_col
+        self.caption_col = caption_col
+        self.clip_col = clip_col
+        self.extra_cols = list(save_additional_columns or [])
+        self.samples_per_shard = samples_per_shard
+        self.storage_options = storage_options or {}
+        self.table_cache = table_cache or default_table_cache()
+        self.paths = expand(spec, self.storage_options)
+        self._files: List[_TableFile] = []
+        first_shard = 0
+        for path in self.paths:
+            fmt = input_format or detect_format(path)
+            table_file = self._open(path, fmt, first_shard)
+            self._files.append(table_file)
+            first_shard += -(-table_file.num_rows // samples_per_shard)
+        if first_shard == 0:
+            raise SourceError(f"empty source: {', '.join(self.paths)} holds no rows")
+        self._shards = [
+            InputShard(f.first_shard + i, f.path, start, min(start + samples_per_shard, f.num_rows))
+            for f in self._files
+            for i, start in enumerate(range(0, f.num_rows, samples_per_shard))
+        ]
+        self._widths = key_widths(len(self._shards), samples_per_shard)
+        self._by_path: Dict[str, _TableFile] = {f.path: f for f in self._files}
+        self._group_cache: Dict[str, tuple] = {}
+
+    # -- listing -----------------------------------------------------------------------------------------
+    @property
+    def columns(self) -> List[str]:
+        cols = [self.url_col] + [c for c in (self.caption_col, self.clip_col) if c] + self.extra_cols
+        return list(dict.fromkeys(cols))
+
+    def shards(self) -> Sequence[InputShard]:
+        return self._shards
+
+    def fingerprint(self) -> str:
+        options = json.dumps([self.columns, self.samples_per_shard, self.caption_col, self.clip_col])
+        return hashlib.sha256((file_identity(self.paths, self.storage_options) + options).encode()).hexdigest()[:16]
+
+    def _check_columns(self, path: str, names: Sequence[str]) -> None:
+        missing = [c for c in self.columns if c not in names]
+        if missing:
+            raise SourceError(f"{path}: column(s) {', '.join(map(repr, missing))} not found; "
+                              f"the table has {', '.join(map(repr, names)) or 'no columns'}")
+
+    def _open(self, path: str, fmt: str, first_shard: int) -> _TableFile:
+        try:
+            if fmt == "parquet":
+                with fsspec.open(path, "rb", **self.storage_options) as f:
+                    meta = pq.ParquetFile(f).metadata
+                self._check_columns(path, meta.schema.names)
+                return _TableFile(path, path, "parquet", meta.num_rows, first_shard)
+            arrow_path = self._convert(path, fmt)
+            with pa.memory_map(arrow_path) as mm:
+                num_rows = pa.ipc.open_file(mm).read_all().num_rows
+            return _TableFile(path, arrow_path, "arrow", num_rows, first_shard)
+        except SourceError:
+            raise
+        except (OSError, pa.ArrowException, ValueError, UnicodeDecodeError) as exc:
+            raise SourceError(f"{path}: cannot read as {fmt}: {exc}") from exc
+
+    # -- text formats → Arrow IPC --------------------------------------------------------------------------
+    def _convert(self, path: str, fmt: str) -> str:
+        """Stream ``path`` into ``<table_cache>/<digest>.arrow`` once; later calls reuse the file."""
+        digest = hashlib.sha256(
+            json.dumps([path, fmt, self.columns, file_identity([path], self.storage_options)]).encode()
+        ).hexdigest()[:24]
+        target = os.path.join(self.table_cache, f"{digest}.arrow")
+        if os.path.exists(target):
+            return target
+        os.makedirs(self.table_cache, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f"{digest}.", suffix=".tmp", dir=self.table_cache)
+        os.close(fd)
+        try:
+            with fsspec.open(path, "rb", compression="infer", **self.storage_options) as f:
+                batches = self._text_batches(f, path, fmt)
+                first = next(batches, None)
+                schema = first.schema if first is not None else pa.schema([(c, pa.string()) for c in self.columns])
+                with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
+                    if first is not None:
+                        writer.write_batch(first)
+                    for batch in batches:
+                        writer.write_batch(batch.cast(schema) if batch.schema != schema else batch)
+            os.replace(tmp, target)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return target
+
+    def _text_batches(self, f, path: str, fmt: str) -> Iterator[pa.RecordBatch]:
+        if fmt == "txt":
+            yield from _txt_batches(f, self.url_col)
+            return
+        if fmt == "json":
+            yield from _json_array_batches(f, path, self.columns, self._check_columns)
+            return
+        if fmt == "jsonl":
+            reader = pjson.open_json(f, read_options=pjson.ReadOptions(block_size=1 << 22))
+        else:
+            strings = {c: pa.string() for c in self.columns if c not in self.extra_cols}
+            reader = pcsv.open_csv(
+                f,
+                read_options=pcsv.ReadOptions(block_size=1 << 22),
+                parse_options=pcsv.ParseOptions(delimiter="\t" if fmt == "tsv" else ",", newlines_in_values=True),
+                convert_options=pcsv.ConvertOptions(column_types=strings),
+            )
+        self._check_columns(path, reader.schema.names)
+        for batch in reader:
+            yield batch.select(self.columns)
+
+    # -- reading one shard ------------------------------------------------------------------------------------
+    def read(self, shard: InputShard) -> Iterator[Sample]:
+        table = self._rows(shard)
+        columns = {name: table.column(name).to_pylist() for name in self.columns}
+        for i in range(table.num_rows):
+            row = {name: values[i] for name, values in columns.items()}
+            key = make_key(shard.id, i, self._widths)
+            meta = {"url": row[self.url_col], "key": key}
+            if self.caption_col:
+                meta["caption"] = row[self.caption_col]
+            for col in self.extra_cols:
+                meta[col] = row[col]
+            sample: Sample = {"__key__": key, "json": meta}
+            if self.caption_col and meta["caption"] is not None:
+                sample["txt"] = str(meta["caption"])
+            if self.clip_col:
+                try:
+                    meta["clips"] = _parse_clips(row[self.clip_col])
+                except (ValueError, TypeError) as exc:
+                    sample = mark_failed(sample, FAILED_TO_DOWNLOAD, f"bad {self.clip_col!r} cell: {exc}")
+            yield sample
+
+    def _rows(self, shard: InputShard) -> pa.Table:
+        table_file = self._by_path[shard.path]
+        if table_file.kind == "arrow":
+            mm = pa.memory_map(table_file.readable)
+            return pa.ipc.open_file(mm).read_all().slice(shard.start, shard.num_rows)
+        return self._parquet_rows(table_file, shard.start, shard.stop)
+
+    def _parquet_rows(self, table_file: _TableFile, start: int, stop: int) -> pa.Table:
+        """Rows ``[start, stop)``, reading only the overlapping row groups (the last group read is kept)."""
+        with fsspec.open(table_file.readable, "rb", **self.storage_options) as f:
+            pf = pq.ParquetFile(f)
+            groups, offset, first_offset = [], 0, None
+            for g in range(pf.metadata.num_row_groups):
+                n = pf.metadata.row_group(g).num_rows
+                if offset < stop and offset + n > start:
+                    groups.append(g)
+                    first_offset = offset if first_offset is None else first_offset
+                offset += n
+            cache_key = (table_file.readable, tuple(groups))
+            cached = self._group_cache.get(table_file.readable)
+            if cached is not None and cached[0] == cache_key:
+                data = cached[1]
+            else:
+                data = pf.read_row_groups(groups, columns=self.columns)
+                self._group_cache[table_file.readable] = (cache_key, data)
+        return data.slice(start - (first_offset or 0), stop - start)
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_group_cache"] = {}
+        return state
+
+
+def _txt_batches(f, url_col: str) -> Iterator[pa.RecordBatch]:
+    urls: List[str] = []
+    for raw in f:
+        line = raw.decode("utf-8").strip()
+        if line:
+            urls.append(line)
+        if len(urls) >= _BATCH_ROWS:
+            yield pa.record_batch([pa.array(urls, pa.string())], names=[url_col])
+            urls = []
+    if urls:
+        yield pa.record_batch([pa.array(urls, pa.string())], names=[url_col])
+
+
+def _json_array_batches(f, path: str, columns: List[str], check) -> Iterator[pa.RecordBatch]:
+    """A JSON array of objects (pandas ``orient='records'``); it has no streaming form, so it is parsed whole."""
+    records = json.load(f)
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise SourceError(f"{path}: a .json table must be an array of objects; use .jsonl for one object a line")
+    if records:
+        check(path, list(records[0].keys()))
+    for i in range(0, len(records), _BATCH_ROWS):
+        chunk = records[i:i + _BATCH_ROWS]
+        yield pa.RecordBatch.from_pylist([{c: r.get(c) for c in columns} for r in chunk])
+
+
+def _parse_clips(value) -> Optional[list]:
+    """A clip cell: a list of ``[start, end]`` pairs (seconds), possibly JSON text in csv files."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = json.loads(value) if value.strip() else []
+    return [[float(s), float(e)] for s, e in value]

