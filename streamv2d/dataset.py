@@ -7,6 +7,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
 from torch.utils.data import IterableDataset
 
+from .batching import Collate, batched, collate_samples
 from .distribute import World, consumer_shards, current_world, epoch_order, quota, top_up_shards
 from .fetch import FetchConfig, merged
 from .pipeline import ShardProcessor
@@ -33,6 +34,8 @@ class VideoDataset(IterableDataset):
         samples_per_rank: fixed-length mode for DDP — every rank yields exactly this many samples per epoch,
             topping up from its own shards; without it (default) every success is yielded exactly once.
         yield_failures: also yield failure records (``json["status"] != "success"``, no media).
+        batch_size, collate_fn: batch inside each worker (use ``DataLoader(batch_size=None)``); saves the
+            per-sample IPC cost when samples are small tensors. Default collate stacks equal-shaped tensors.
         rank, world_size: override the distributed world (default: torch.distributed, then RANK/WORLD_SIZE).
     """
 
@@ -55,6 +58,8 @@ class VideoDataset(IterableDataset):
         seed: int = 0,
         samples_per_rank: Optional[int] = None,
         yield_failures: bool = False,
+        batch_size: Optional[int] = None,
+        collate_fn: Optional[Collate] = None,
         rank: Optional[int] = None,
         world_size: Optional[int] = None,
     ):
@@ -76,6 +81,8 @@ class VideoDataset(IterableDataset):
         self.seed = seed
         self.samples_per_rank = samples_per_rank
         self.yield_failures = yield_failures
+        self.batch_size = batch_size
+        self.collate_fn = collate_fn or collate_samples
         self.rank = rank
         self.world_size = world_size
         self.epoch = 0
@@ -99,7 +106,7 @@ class VideoDataset(IterableDataset):
     def _order(self) -> List[int]:
         return epoch_order(self.num_shards, seed=self.seed, epoch=self.epoch, shuffle=self.shuffle_shards)
 
-    def __iter__(self) -> Iterator[Sample]:
+    def __iter__(self) -> Iterator[Any]:
         world = self.world()
         if self.samples_per_rank is None:
             samples = self._samples(self.shards_for(world))
@@ -107,6 +114,8 @@ class VideoDataset(IterableDataset):
             samples = self._fixed_length(world, quota(self.samples_per_rank, world))
         if self.shuffle_buffer > 1:
             samples = _shuffled(samples, self.shuffle_buffer, random.Random(f"{self.seed}/{self.epoch}/{world}"))
+        if self.batch_size:
+            return batched(samples, self.batch_size, self.collate_fn)
         return samples
 
     def _samples(self, shard_ids: Sequence[int]) -> Iterator[Sample]:

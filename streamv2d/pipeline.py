@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterator, List, Optional, Sequence
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 from .fetch import Fetcher, FetchConfig
 from .fetch.pool import ordered_map
@@ -17,6 +17,13 @@ from .stats import ShardStats
 from .subsamplers import SubsamplerLike, run_chain
 
 log = logging.getLogger("streamv2d")
+
+#: Called with each row before it is fetched: None to process it, or the outputs to use instead
+#: (``[]`` drops the row uncounted — already done; ``[record]`` replays a remembered failure).
+RowHook = Callable[[Sample], Optional[List[Sample]]]
+
+#: A processed row: its status record (``json`` after the fetch) and the samples it produced.
+ProcessedRow = Tuple[Sample, List[Sample]]
 
 
 class ShardProcessor:
@@ -41,26 +48,37 @@ class ShardProcessor:
         return self._executor
 
     def process(self, shard: InputShard, stats: Optional[ShardStats] = None) -> Iterator[Sample]:
-        """Every output of ``shard``, failures included, in row order; ``stats`` is filled as it goes and
-        finished when the shard is exhausted."""
+        """Every output sample of ``shard``, failures included, in row order."""
+        for _, outputs in self.process_rows(shard, stats):
+            yield from outputs
+
+    def process_rows(self, shard: InputShard, stats: Optional[ShardStats] = None,
+                     before_fetch: Optional[RowHook] = None) -> Iterator[ProcessedRow]:
+        """Rows of ``shard`` with their outputs, in row order; ``stats`` is filled as rows complete and
+        finished when the shard is exhausted (a consumer that stops early leaves it unfinished)."""
         stats = stats if stats is not None else ShardStats(shard.id)
-        rows = self.source.read(shard)
         window = 2 * self.config.threads
-        for fetched_bytes, row_status, outputs in ordered_map(self._process_row, rows, self.executor, window):
-            stats.add_download(row_status, fetched_bytes)
+        task = lambda row: self._process_row(row, before_fetch)  # noqa: E731
+        for fetched_bytes, row_status, outputs in ordered_map(task, self.source.read(shard), self.executor, window):
+            if row_status is not None:
+                stats.add_download(row_status, fetched_bytes)
             for sample in outputs:
                 stats.add_output(sample)
                 if not is_success(sample):
                     log.debug("%s: %s", sample["__key__"], sample["json"].get("error_message"))
-                yield sample
+            yield row_status or {}, outputs
         stats.finish()
-        log.info("shard %d: %d/%d rows succeeded, %d failed to download, %d failed to subsample",
+        log.info("shard %d: %d samples from %d rows, %d failed to download, %d failed to subsample",
                  shard.id, stats.successes, stats.count, stats.failed_to_download, stats.failed_to_subsample)
 
-    def _process_row(self, row: Sample) -> "tuple[int, Sample, List[Sample]]":
+    def _process_row(self, row: Sample, before_fetch: Optional[RowHook]) -> Tuple[int, Optional[Sample], List[Sample]]:
+        if before_fetch is not None:
+            replay = before_fetch(row)
+            if replay is not None:
+                return 0, (replay[0] if replay else None), replay
         if self.source.needs_fetch and is_success(row):
             row, nbytes = self.fetcher.fetch_sample(row)
         else:
             nbytes = sum(len(v) for v in row.values() if isinstance(v, bytes))
-        status = {"json": dict(row.get("json", {}))}
+        status = {"__key__": row["__key__"], "json": dict(row.get("json", {}))}
         return nbytes, status, run_chain(row, self.subsamplers)

@@ -1,0 +1,35 @@
+"""Batching inside the worker: one IPC transfer per batch instead of per sample."""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Iterator, List
+
+import torch
+
+from .sample import Sample
+
+Collate = Callable[[List[Sample]], Any]
+
+
+def collate_samples(samples: List[Sample]) -> Dict[str, Any]:
+    """Stack tensors of equal shape (``frames`` → ``[B, T, H, W, C]``); everything else becomes a list."""
+    batch: Dict[str, Any] = {}
+    for key in samples[0]:
+        values = [s.get(key) for s in samples]
+        if all(isinstance(v, torch.Tensor) for v in values) and len({tuple(v.shape) for v in values}) == 1:
+            batch[key] = torch.stack(values)
+        else:
+            batch[key] = values
+    return batch
+
+
+def batched(samples: Iterator[Sample], size: int, collate: Collate = collate_samples,
+            drop_last: bool = False) -> Iterator[Any]:
+    """Group ``samples`` into batches of ``size`` and collate each; the last may be smaller."""
+    bucket: List[Sample] = []
+    for sample in samples:
+        bucket.append(sample)
+        if len(bucket) == size:
+            yield collate(bucket)
+            bucket = []
+    if bucket and not drop_last:
+        yield collate(bucket)
