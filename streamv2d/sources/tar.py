@@ -78,6 +78,9 @@ class TarSource:
                     if current is None:
                         current = {"__key__": key, "__url__": shard.path}
                     current[ext] = _decode(ext, data)
+                reason = _bad_ending(f, tar.offset) if shard.path.endswith(".tar") else None
+                if reason:
+                    raise tarfile.ReadError(reason)
         except (tarfile.TarError, OSError, EOFError) as exc:
             if current is not None:
                 yield current
@@ -85,6 +88,17 @@ class TarSource:
             yield _refused(shard, shard.path, f"unreadable tar: {type(exc).__name__}: {exc}")
         if current is not None:
             yield current
+
+
+def _bad_ending(f, offset: int) -> Optional[str]:
+    """tarfile stops silently at an invalid header after the first member; a complete tar has only zero
+    blocks (or nothing) there, so anything else means the shard was cut or corrupted."""
+    try:
+        f.seek(offset)
+        tail = f.read(1024)
+    except (OSError, ValueError):   # not seekable: nothing more can be checked
+        return None
+    return f"invalid tar header at byte {offset}: truncated or corrupt shard" if tail.strip(b"\0") else None
 
 
 def _decode(ext: str, data: bytes):

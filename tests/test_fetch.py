@@ -1,0 +1,124 @@
+"""Fetching: every way a download goes wrong becomes a counted failure record; retries only where they help."""
+import pytest
+
+from streamv2d.errors import FetchError
+from streamv2d.fetch import Fetcher, FetchConfig
+from streamv2d.fetch.sniff import sniff_container
+from streamv2d.demo import make_video
+
+FAST = dict(retries=2, backoff=0.01, connect_timeout=2, read_timeout=1)
+
+
+def fetch(server, path, **config):
+    return Fetcher(FetchConfig(**{**FAST, **config})).fetch(server.url(path))
+
+
+def failure(server, path, **config):
+    with pytest.raises(FetchError) as info:
+        fetch(server, path, **config)
+    return info.value
+
+
+def test_video_is_fetched_with_its_container(server, corpus_names):
+    data, ext = fetch(server, f"videos/{corpus_names[0]}")
+    assert ext == "mp4" and len(data) > 1000
+
+
+def test_404_is_permanent_and_not_retried(server):
+    err = failure(server, "status/404")
+    assert "HTTP 404" in str(err) and err.permanent
+    assert server.requests["/status/404"] == 1
+
+
+def test_500_is_retried_with_backoff_then_transient(server):
+    err = failure(server, "status/503")
+    assert "HTTP 503" in str(err) and not err.permanent
+    assert server.requests["/status/503"] == FAST["retries"] + 1
+
+
+def test_flaky_server_recovers_on_retry(server, corpus_names):
+    data, ext = fetch(server, f"flaky/2/{corpus_names[0]}")
+    assert ext == "mp4" and server.requests[f"/flaky/2/{corpus_names[0]}"] == 3
+
+
+def test_read_timeout_is_a_transient_failure(server, corpus_names):
+    err = failure(server, f"slow/3/{corpus_names[0]}", retries=0, read_timeout=0.3)
+    assert "connection failed" in str(err) and not err.permanent
+
+
+def test_truncated_body_is_a_failure(server, corpus_names):
+    err = failure(server, f"truncated/{corpus_names[0]}", retries=1)
+    assert "truncated" in str(err)
+    assert server.requests[f"/truncated/{corpus_names[0]}"] == 2
+
+
+def test_dropped_connection_is_retried(server):
+    err = failure(server, "drop", retries=1)
+    assert "connection" in str(err) and server.requests["/drop"] == 2
+
+
+def test_html_error_page_with_200_is_not_media(server):
+    err = failure(server, "html", yt_dlp="never")
+    assert "HTML page" in str(err) and err.permanent
+
+
+def test_random_bytes_are_not_media(server):
+    err = failure(server, "garbage/5000")
+    assert "not media" in str(err)
+
+
+@pytest.mark.parametrize("declared", ["yes", "no"])
+def test_body_over_the_cap_is_abandoned(server, declared):
+    err = failure(server, f"big/3000000/{declared}", max_bytes=1_000_000)
+    assert "max_bytes" in str(err) and err.permanent
+
+
+def test_local_paths_and_file_urls(corpus_dir, corpus_names):
+    fetcher = Fetcher(FetchConfig())
+    path = f"{corpus_dir}/{corpus_names[0]}"
+    assert fetcher.fetch(path)[1] == "mp4"
+    assert fetcher.fetch("file://" + path)[1] == "mp4"
+    with pytest.raises(FetchError, match="no such file"):
+        fetcher.fetch(path + ".missing")
+
+
+def test_missing_url_is_a_failure():
+    with pytest.raises(FetchError, match="missing url"):
+        Fetcher(FetchConfig()).fetch(None)
+
+
+def test_fetch_sample_turns_errors_into_records(server):
+    sample = {"__key__": "000000", "json": {"url": server.url("status/404"), "key": "000000"}}
+    record, nbytes = Fetcher(FetchConfig(**FAST)).fetch_sample(sample)
+    assert nbytes == 0 and record["json"]["status"] == "failed_to_download"
+    assert record["json"]["error_message"] == "HTTP 404" and "mp4" not in record
+
+
+def test_ytdlp_generic_extractor_resolves_an_html_page(server, corpus_names):
+    """A page embedding a <video>: plain http finds HTML, auto mode hands it to yt-dlp (as a library)."""
+    data, ext = fetch(server, f"page/{corpus_names[1]}")
+    assert ext == "mp4" and data == open_video(server, corpus_names[1])
+    assert server.requests[f"/videos/{corpus_names[1]}"] == 1
+
+
+def test_ytdlp_options_pass_through(server, corpus_names):
+    err = failure(server, f"page/{corpus_names[1]}", yt_dlp="always", yt_dlp_options={"max_filesize": 10})
+    assert "yt-dlp" in str(err)
+
+
+def open_video(server, name):
+    import os
+
+    with open(os.path.join(server._server.directory, name), "rb") as f:
+        return f.read()
+
+
+@pytest.mark.parametrize("container,ext", [("mp4", "mp4"), ("matroska", "mkv"), ("webm", "webm")])
+def test_sniffing_real_containers(container, ext):
+    codec = "libvpx" if container == "webm" else "libx264"
+    assert sniff_container(make_video(0.3, 64, 48, container=container, codec=codec)) == ext
+
+
+def test_sniffing_rejects_text():
+    assert sniff_container(b"<!DOCTYPE html><html>") is None
+    assert sniff_container(b"") is None
