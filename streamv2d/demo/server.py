@@ -3,6 +3,7 @@ purpose — the failures a real crawl meets — and a count of every request."""
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from collections import Counter
@@ -116,6 +117,11 @@ class _Server(ThreadingHTTPServer):
         self.directory = os.path.abspath(directory)
         self.requests: Counter = Counter()
         self._lock = threading.Lock()
+
+    def handle_error(self, request, client_address) -> None:
+        """Clients hanging up (the fetcher abandoning an over-cap body, a killed worker) are not errors here."""
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
 
     def count(self, path: str) -> None:
         with self._lock:
