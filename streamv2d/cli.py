@@ -15,6 +15,17 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(args.out, videos=args.videos, workers=args.workers)
 
 
+def _stats(args: argparse.Namespace) -> int:
+    from .report import summarize
+
+    summary = summarize(args.folder)
+    if summary.shards == 0:
+        print(f"{args.folder}: no *_stats.json found", file=sys.stderr)
+        return 1
+    print("\n".join(summary.lines(args.top)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamv2d", description=__doc__)
     parser.add_argument("--version", action="version", version=f"streamv2d {__version__}")
@@ -26,6 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--videos", type=int, default=24, help="number of sample videos to generate")
     demo.add_argument("--workers", type=int, default=2, help="DataLoader workers")
     demo.set_defaults(run=_demo)
+
+    stats = commands.add_parser("stats", help="summarise a folder of *_stats.json (success rates, errors, sizes)")
+    stats.add_argument("folder", help="output folder (local path or fsspec URL)")
+    stats.add_argument("--top", type=int, default=10, help="how many distinct errors to list")
+    stats.set_defaults(run=_stats)
     return parser
 
 
