@@ -3,7 +3,7 @@ import os
 from typing import List
 
 import pyarrow.parquet as pq
-import pytest
+import torch
 
 from conftest import write_csv
 from streamv2d.cache import CacheStore, write_through
@@ -142,3 +142,28 @@ def test_eviction_respects_the_limit_and_spares_leased_shards(tmp_path, corpus_d
     assert disk_usage(cache) <= limited.limit
     assert limited.complete_shards() == [0, 1]
     assert CacheStore.for_processor(cache, processor, limit="1").enforce_limit()[0].paths.shard_id == 1
+
+
+class _CachedShards(torch.utils.data.IterableDataset):
+    """The thinnest DataLoader wiring: each worker writes through the shards of its id."""
+
+    def __init__(self, processor, store):
+        self.processor, self.store = processor, store
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        for shard in self.processor.source.shards()[info.id::info.num_workers]:
+            yield from write_through(self.processor, shard, self.store)
+
+
+def test_dataloader_workers_write_and_read_the_cache(tmp_path, url_rows, server):
+    processor = make_processor(tmp_path, url_rows[:8], samples_per_shard=2)
+    store = CacheStore.for_processor(str(tmp_path / "cache"), processor)
+    # the parent opens the journal before forking (with its own processor: a ShardProcessor that has
+    # started its thread pool must not cross a fork, see the report)
+    run(make_processor(tmp_path, url_rows[:8], samples_per_shard=2), store, 0)
+    loader = torch.utils.data.DataLoader(_CachedShards(processor, store), batch_size=None, num_workers=2)
+    epoch1 = sorted(s["__key__"] for s in loader)
+    assert store.complete_shards() == [0, 1, 2, 3] and server.total_requests() == 8
+    epoch2 = sorted(s["__key__"] for s in loader)
+    assert epoch1 == epoch2 and len(epoch1) == 8 and server.total_requests() == 8

@@ -21,7 +21,6 @@ from ..stats import ShardStats
 MAP_SIZE = 1 << 36
 
 _ENVS: Dict[str, Tuple[int, lmdb.Environment]] = {}
-_INHERITED: List[lmdb.Environment] = []   # handles copied by fork: never used, never closed
 
 
 def _env(path: str) -> lmdb.Environment:
@@ -30,8 +29,8 @@ def _env(path: str) -> lmdb.Environment:
     entry = _ENVS.get(path)
     if entry is not None and entry[0] == os.getpid():
         return entry[1]
-    if entry is not None:
-        _INHERITED.append(entry[1])
+    if entry is not None:   # inherited through fork: unusable here; closing clears only this process's slots
+        entry[1].close()
     os.makedirs(path, exist_ok=True)
     env = lmdb.open(path, map_size=MAP_SIZE, subdir=True, sync=False, metasync=False, readahead=False,
                     max_readers=1024)
