@@ -167,3 +167,16 @@ def test_dataloader_workers_write_and_read_the_cache(tmp_path, url_rows, server)
     assert store.complete_shards() == [0, 1, 2, 3] and server.total_requests() == 8
     epoch2 = sorted(s["__key__"] for s in loader)
     assert epoch1 == epoch2 and len(epoch1) == 8 and server.total_requests() == 8
+
+
+def test_a_lost_spool_restarts_the_shard_from_scratch(tmp_path, url_rows, server):
+    processor = make_processor(tmp_path, url_rows[:3], samples_per_shard=3, threads=1)
+    store = CacheStore.for_processor(str(tmp_path / "cache"), processor)
+    stream = write_through(processor, processor.source.shards()[0], store)
+    next(stream)
+    stream.close()
+    os.remove(store.paths(0).spool)                  # e.g. a machine crash lost the unsynced spool
+    samples = run(processor, store)
+    assert [s["__key__"] for s in samples] == ["00000", "00001", "00002"]
+    assert store.is_complete(0)
+    assert len(list(store.read(0))) == 3

@@ -9,7 +9,7 @@ import shutil
 from dataclasses import dataclass
 from typing import List, Optional, Union
 
-from .layout import ShardPaths
+from .layout import ShardPaths, published_names
 from .lease import ShardLease
 
 _UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "p": 10**15,
@@ -64,11 +64,8 @@ def complete_shards(cache_dir: str) -> List[CachedShard]:
             continue
         with open(described) as f:
             fmt = json.load(f)["format"]
-        for name in os.listdir(entry.path):
-            if not name.endswith("_stats.json") or not name[: -len("_stats.json")].isdigit():
-                continue
-            digits = name[: -len("_stats.json")]
-            paths = ShardPaths(entry.path, int(digits), fmt, len(digits))
+        for name in published_names(entry.path):
+            paths = ShardPaths(entry.path, int(name), fmt, len(name))
             try:
                 last_used = os.path.getmtime(paths.stats)
             except FileNotFoundError:

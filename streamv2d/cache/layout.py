@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import List
 
 #: Output formats: WebDataset tar, parquet with media as binary columns, a directory of files per shard.
 FORMATS = ("tar", "parquet", "files")
@@ -10,6 +11,9 @@ FORMATS = ("tar", "parquet", "files")
 #: Hidden folders: the LMDB journal (one per cache folder) and a namespace's per-shard lock files.
 JOURNAL_DIR = ".journal"
 LOCKS_DIR = ".locks"
+
+#: Suffix of a shard's stats file, the last file published: its presence marks the shard complete.
+STATS_SUFFIX = "_stats.json"
 
 #: Suffix of the append-only spool a shard is written to before it is published.
 SPOOL_SUFFIX = ".tar.partial"
@@ -45,7 +49,7 @@ class ShardPaths:
 
     @property
     def stats(self) -> str:
-        return self._path("_stats.json")
+        return self._path(STATS_SUFFIX)
 
     @property
     def meta(self) -> str:
@@ -67,3 +71,9 @@ class ShardPaths:
 def temp_name(path: str) -> str:
     """A sibling name private to this process, never a final name: ``path.tmp-<pid>``."""
     return f"{path}.tmp-{os.getpid()}"
+
+
+def published_names(root: str) -> List[str]:
+    """Zero-padded ids of the shards under ``root`` whose stats file exists (``00042`` for ``00042_stats.json``)."""
+    stems = (n[: -len(STATS_SUFFIX)] for n in os.listdir(root) if n.endswith(STATS_SUFFIX))
+    return sorted(s for s in stems if s.isdigit())

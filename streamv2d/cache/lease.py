@@ -36,10 +36,6 @@ class ShardLease:
             os.close(self._fd)   # closing the only descriptor drops the flock
             self._fd = None
 
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
-
     def __enter__(self) -> "ShardLease":
         return self
 

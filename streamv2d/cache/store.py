@@ -6,13 +6,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Iterator, List, Optional, Sequence, Union
+from typing import Iterator, List, Sequence, Union
 
 from ..sample import Sample, key_widths
 from ..subsamplers import SubsamplerLike, describe
 from .evict import NAMESPACE_FILE, CachedShard, evict, parse_size
 from .journal import Journal
-from .layout import JOURNAL_DIR, ShardPaths, check_format
+from .layout import JOURNAL_DIR, ShardPaths, check_format, published_names
 from .lease import ShardLease
 from .readers import read_output_shard
 from .writer import write_json
@@ -75,9 +75,7 @@ class CacheStore:
 
     def complete_shards(self) -> List[int]:
         """Ids of this namespace's complete shards, sorted."""
-        suffix = "_stats.json"
-        ids = (int(n[: -len(suffix)]) for n in os.listdir(self.root) if n.endswith(suffix) and n[:-len(suffix)].isdigit())
-        return sorted(i for i in ids if self.is_complete(i))
+        return sorted(int(name) for name in published_names(self.root) if self.is_complete(int(name)))
 
     def read(self, shard_id: int) -> Iterator[Sample]:
         """The samples of complete shard ``shard_id``, read under a shared lease (so never evicted meanwhile);
