@@ -177,6 +177,6 @@ def test_a_lost_spool_restarts_the_shard_from_scratch(tmp_path, url_rows, server
     stream.close()
     os.remove(store.paths(0).spool)                  # e.g. a machine crash lost the unsynced spool
     samples = run(processor, store)
-    assert [s["__key__"] for s in samples] == ["00000", "00001", "00002"]
+    assert [s["__key__"] for s in samples] == ["000000", "000001", "000002"]
     assert store.is_complete(0)
     assert len(list(store.read(0))) == 3
