@@ -3,10 +3,11 @@ import os
 from typing import List
 
 import pyarrow.parquet as pq
+import pytest
 import torch
 
 from conftest import write_csv
-from streamv2d.cache import CacheStore, write_through
+from streamv2d.cache import CacheStore, NamespaceMismatch, write_through
 from streamv2d.cache.evict import disk_usage
 from streamv2d.fetch import FetchConfig
 from streamv2d.pipeline import ShardProcessor
@@ -180,3 +181,16 @@ def test_a_lost_spool_restarts_the_shard_from_scratch(tmp_path, url_rows, server
     assert [s["__key__"] for s in samples] == ["000000", "000001", "000002"]
     assert store.is_complete(0)
     assert len(list(store.read(0))) == 3
+
+
+def test_a_flat_output_folder_refuses_another_configuration(tmp_path, url_rows, server):
+    processor = make_processor(tmp_path, url_rows[:2], samples_per_shard=2)
+    out = str(tmp_path / "out")
+    store = CacheStore.for_processor(out, processor, flat=True)
+    run(processor, store)
+    assert sorted(n for n in os.listdir(out) if not n.startswith(".")) == \
+        ["00000.parquet", "00000.tar", "00000_stats.json", "namespace.json"]
+    assert CacheStore.for_processor(out, processor, flat=True).is_complete(0)
+    changed = make_processor(tmp_path, url_rows[:2], samples_per_shard=2, subsamplers=[Scale(8)])
+    with pytest.raises(NamespaceMismatch, match="another source, subsampler chain or format"):
+        CacheStore.for_processor(out, changed, flat=True)

@@ -56,16 +56,17 @@ class CachedShard:
 
 
 def complete_shards(cache_dir: str) -> List[CachedShard]:
-    """Every complete shard of every namespace under ``cache_dir``."""
+    """Every complete shard of every namespace under ``cache_dir`` (or of ``cache_dir`` itself, when flat)."""
     found: List[CachedShard] = []
-    for entry in os.scandir(cache_dir) if os.path.isdir(cache_dir) else ():
-        described = os.path.join(entry.path, NAMESPACE_FILE)
-        if not entry.is_dir() or not os.path.exists(described):
+    folders = [cache_dir] + [e.path for e in os.scandir(cache_dir) if e.is_dir()] if os.path.isdir(cache_dir) else []
+    for folder in folders:
+        described = os.path.join(folder, NAMESPACE_FILE)
+        if not os.path.exists(described):
             continue
         with open(described) as f:
             fmt = json.load(f)["format"]
-        for name in published_names(entry.path):
-            paths = ShardPaths(entry.path, int(name), fmt, len(name))
+        for name in published_names(folder):
+            paths = ShardPaths(folder, int(name), fmt, len(name))
             try:
                 last_used = os.path.getmtime(paths.stats)
             except FileNotFoundError:

@@ -25,6 +25,10 @@ class CacheMiss(LookupError):
     """The shard asked for is not complete in the cache (never written, or evicted)."""
 
 
+class NamespaceMismatch(ValueError):
+    """A folder already holds shards made with another configuration."""
+
+
 def namespace_fingerprint(source_fingerprint: str, subsamplers: Sequence[SubsamplerLike], fmt: str) -> str:
     """Digest of everything that determines a shard's content: the source, the subsampler chain, the format."""
     document = [CACHE_LAYOUT_VERSION, source_fingerprint, [describe(s) for s in subsamplers], check_format(fmt)]
@@ -34,33 +38,43 @@ def namespace_fingerprint(source_fingerprint: str, subsamplers: Sequence[Subsamp
 class CacheStore:
     """Output shards of one namespace under ``cache_dir``; picklable, safe to share by processes and workers.
 
-    ``limit`` (bytes, or a string like ``"2TB"``) bounds the bytes under the whole ``cache_dir``."""
+    ``limit`` (bytes, or a string like ``"2TB"``) bounds the bytes under the whole ``cache_dir``.
+    ``flat=True`` puts the shards in ``cache_dir`` itself (a materialize output folder), which then
+    refuses any other configuration with :class:`NamespaceMismatch`."""
 
     def __init__(self, cache_dir: str, source_fingerprint: str, subsamplers: Sequence[SubsamplerLike] = (),
-                 *, fmt: str = "tar", limit: Union[int, str, None] = None, num_shards: int = 1):
+                 *, fmt: str = "tar", limit: Union[int, str, None] = None, num_shards: int = 1,
+                 flat: bool = False):
         self.cache_dir = os.path.abspath(os.fspath(cache_dir))
         self.fmt = check_format(fmt)
         self.limit = parse_size(limit)
         self.namespace = namespace_fingerprint(source_fingerprint, subsamplers, fmt)
-        self.root = os.path.join(self.cache_dir, self.namespace)
+        self.root = self.cache_dir if flat else os.path.join(self.cache_dir, self.namespace)
         self.digits = key_widths(num_shards, 1)[0]
         self.journal = Journal(os.path.join(self.cache_dir, JOURNAL_DIR), self.namespace)
         self._describe(source_fingerprint, subsamplers)
 
     @classmethod
     def for_processor(cls, cache_dir: str, processor, *, fmt: str = "tar",
-                      limit: Union[int, str, None] = None) -> "CacheStore":
+                      limit: Union[int, str, None] = None, flat: bool = False) -> "CacheStore":
         """The store of a :class:`~streamv2d.pipeline.ShardProcessor`'s source and subsampler chain."""
         source = processor.source
         return cls(cache_dir, source.fingerprint(), processor.subsamplers, fmt=fmt, limit=limit,
-                   num_shards=len(source.shards()))
+                   num_shards=len(source.shards()), flat=flat)
 
     def _describe(self, source_fingerprint: str, subsamplers: Sequence[SubsamplerLike]) -> None:
         os.makedirs(self.root, exist_ok=True)
         path = os.path.join(self.root, NAMESPACE_FILE)
-        if not os.path.exists(path):
-            write_json(path, {"version": CACHE_LAYOUT_VERSION, "source": source_fingerprint, "format": self.fmt,
-                              "subsamplers": [describe(s) for s in subsamplers], "digits": self.digits})
+        if os.path.exists(path):
+            with open(path) as f:
+                found = json.load(f).get("namespace")
+            if found != self.namespace:
+                raise NamespaceMismatch(f"{self.root} holds shards of another source, subsampler chain or format "
+                                        f"({found}, not {self.namespace}); use another folder")
+            return
+        write_json(path, {"version": CACHE_LAYOUT_VERSION, "namespace": self.namespace, "source": source_fingerprint,
+                          "format": self.fmt, "subsamplers": [describe(s) for s in subsamplers],
+                          "digits": self.digits})
 
     def paths(self, shard_id: int) -> ShardPaths:
         return ShardPaths(self.root, shard_id, self.fmt, self.digits)
