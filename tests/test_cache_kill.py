@@ -54,6 +54,8 @@ def test_kill_9_mid_shard_then_resume_equals_an_uninterrupted_run(tmp_path, serv
                               str(tmp_path / "tables"), killed_cache])
     try:
         _wait_for_rows(store.journal, 3, child)
+        with store.lease(0) as second_writer:                  # the child's lease guards the shard
+            assert not second_writer.acquire(exclusive=True, wait=False)
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait()

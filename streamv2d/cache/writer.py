@@ -57,8 +57,7 @@ class TarSpool:
 
     def __init__(self, path: str, offset: int = 0):
         self.path = path
-        mode = "r+b" if offset and os.path.exists(path) else "wb"
-        self._file = open(path, mode)
+        self._file = open(path, "r+b" if offset else "wb")   # resuming needs the spool: no silent zero-fill
         self._file.truncate(offset)
         self._file.seek(offset)
 
