@@ -35,9 +35,10 @@ def run(processor, store, shard_id=0):
     return list(write_through(processor, processor.source.shards()[shard_id], store))
 
 
-def test_second_pass_reads_the_cache_without_requests(tmp_path, url_rows, server):
+@pytest.mark.parametrize("fmt", ["tar", "parquet", "files"])
+def test_second_pass_reads_the_cache_without_requests(tmp_path, url_rows, server, fmt):
     processor = make_processor(tmp_path, url_rows[:5], samples_per_shard=5)
-    store = CacheStore.for_processor(str(tmp_path / "cache"), processor)
+    store = CacheStore.for_processor(str(tmp_path / "cache"), processor, fmt=fmt)
     first = run(processor, store)
     assert store.is_complete(0) and server.total_requests() == 5
     second = run(processor, store)
