@@ -1,0 +1,196 @@
+"""Output shard files: the append-only tar spool a shard is written to, and its atomic publication as a
+WebDataset tar, a parquet file or a files directory, with ``_stats.json`` and the metadata parquet."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tarfile
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..sample import Sample
+from ..sources import InputShard
+from ..sources.tar import TarSource
+from .layout import ShardPaths, temp_name
+
+_BLOCK = tarfile.BLOCKSIZE
+_RECORD = tarfile.RECORDSIZE
+#: Fixed member mtime: a resumed shard and an uninterrupted one are byte-identical.
+MEMBER_MTIME = 0
+#: Samples per parquet row group when converting a spool.
+PARQUET_BATCH = 64
+
+
+def encode_value(ext: str, value: Any) -> bytes:
+    """One payload as bytes, the way webdataset encodes it: bytes as is, str as UTF-8, dict/list as JSON."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, (dict, list)):
+        return json.dumps(value).encode("utf-8")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value).encode("utf-8")
+    raise TypeError(f"cannot cache payload {ext!r} of type {type(value).__name__}: the cache stores encoded "
+                    "media, text and json only; decode to tensors after the cache, not in a cached subsampler")
+
+
+def encode_sample(sample: Sample) -> List[Tuple[str, bytes]]:
+    """``(extension, bytes)`` pairs of ``sample`` in sorted order; ``__*`` keys are skipped."""
+    return [(ext, encode_value(ext, sample[ext])) for ext in sorted(sample) if not ext.startswith("__")]
+
+
+def _check_key(key: str) -> str:
+    """``key`` if it names members safely: webdataset groups by the basename's first dot, so none there."""
+    parts = key.split("/")
+    if not key or key.startswith("/") or ".." in parts or "." in parts[-1]:
+        raise ValueError(f"sample key {key!r} cannot name tar members (empty, absolute, '..', or a dot)")
+    return key
+
+
+class TarSpool:
+    """An append-only, unterminated tar of one shard's samples; ``offset`` after each sample is a safe
+    resume point (truncate there and append again)."""
+
+    def __init__(self, path: str, offset: int = 0):
+        self.path = path
+        self._file = open(path, "r+b" if offset else "wb")   # resuming needs the spool: no silent zero-fill
+        self._file.truncate(offset)
+        self._file.seek(offset)
+
+    @property
+    def offset(self) -> int:
+        return self._file.tell()
+
+    def write(self, sample: Sample) -> None:
+        """Append one sample's members; all of them, or (on a crash) a tail past the last safe offset."""
+        key = _check_key(sample["__key__"])
+        chunks = []
+        for ext, data in encode_sample(sample):
+            info = tarfile.TarInfo(f"{key}.{ext}")
+            info.size, info.mtime, info.mode = len(data), MEMBER_MTIME, 0o444
+            chunks += [info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"), data, _padding(len(data))]
+        self._file.write(b"".join(chunks))
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def finish(self) -> None:
+        """Terminate the archive the way tarfile does (two zero blocks, padded to a record), sync, close."""
+        end = self.offset + 2 * _BLOCK
+        self._file.write(bytes(2 * _BLOCK + (-end % _RECORD)))
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self.close()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _padding(size: int) -> bytes:
+    return bytes(-size % _BLOCK)
+
+
+def spool_samples(path: str, shard_id: int) -> Iterator[Sample]:
+    """The samples of a spool or published tar, decoded like :class:`TarSource` (json → dict, txt → str)."""
+    if os.path.getsize(path) == 0:
+        return iter(())
+    return TarSource(path).read(InputShard(shard_id, path))
+
+
+def publish_data(spool: str, paths: ShardPaths) -> None:
+    """Turn a finished spool into ``paths.data`` in ``paths.fmt``, atomically; the spool is consumed."""
+    tmp = temp_name(paths.data)
+    if paths.fmt == "tar":
+        os.replace(spool, paths.data)
+        return
+    if paths.fmt == "parquet":
+        _spool_to_parquet(spool, paths.shard_id, tmp)
+    else:
+        _spool_to_files(spool, paths.shard_id, tmp)
+    if os.path.isdir(paths.data):        # a leftover of a crash between two renames of an earlier attempt
+        shutil.rmtree(paths.data)
+    os.replace(tmp, paths.data)
+    os.remove(spool)
+
+
+def _spool_to_parquet(spool: str, shard_id: int, target: str) -> None:
+    with tarfile.open(spool, "r:") as tar:   # headers only: the column set
+        exts = sorted({m.name.split(".", 1)[1] for m in tar if "." in m.name})
+    schema = pa.schema([("__key__", pa.string())]
+                       + [(e, pa.string() if e in ("json", "txt") else pa.binary()) for e in exts])
+    with pq.ParquetWriter(target, schema) as out:
+        for batch in _batches(spool_samples(spool, shard_id), PARQUET_BATCH):
+            columns = {"__key__": [s["__key__"] for s in batch]}
+            for ext in exts:
+                columns[ext] = [_parquet_cell(ext, s.get(ext)) for s in batch]
+            out.write_table(pa.table(columns, schema=schema))
+
+
+def _parquet_cell(ext: str, value: Any) -> Any:
+    if value is None:
+        return None
+    data = encode_value(ext, value)
+    return data.decode("utf-8") if ext in ("json", "txt") else data
+
+
+def _spool_to_files(spool: str, shard_id: int, target: str) -> None:
+    os.makedirs(target)
+    for sample in spool_samples(spool, shard_id):
+        for ext, data in encode_sample(sample):
+            path = os.path.join(target, f"{sample['__key__']}.{ext}")
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as f:
+                f.write(data)
+
+
+def _batches(items: Iterable[Sample], size: int) -> Iterator[List[Sample]]:
+    batch: List[Sample] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def write_json(path: str, document: Dict[str, Any]) -> None:
+    """Write ``document`` under a temporary name, then rename it to ``path``."""
+    tmp = temp_name(path)
+    with open(tmp, "w") as f:
+        json.dump(document, f, indent=1, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+#: Metadata columns that lead, in this order, when present (video2dataset's names).
+LEADING_COLUMNS = ("key", "url", "caption", "status", "error_message")
+
+
+def write_metadata(path: str, rows: Sequence[Dict[str, Any]]) -> None:
+    """One parquet row per input row; a column whose values mix types is stored as JSON text."""
+    names = list(LEADING_COLUMNS) + sorted({k for r in rows for k in r} - set(LEADING_COLUMNS))
+    columns = {name: _column([r.get(name) for r in rows]) for name in names}
+    tmp = temp_name(path)
+    pq.write_table(pa.table(columns), tmp)
+    os.replace(tmp, path)
+
+
+def _column(values: List[Any]) -> pa.Array:
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array([None if v is None else json.dumps(v, default=str) for v in values], pa.string())
+
+
+def optional_size(path: str) -> Optional[int]:
+    """Size of a file, or None when it does not exist."""
+    try:
+        return os.path.getsize(path)
+    except FileNotFoundError:
+        return None
