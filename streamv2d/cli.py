@@ -15,6 +15,34 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(args.out, videos=args.videos, workers=args.workers)
 
 
+def _materialize(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .errors import StreamV2DError
+    from .materialize import materialize
+
+    try:
+        job = load_config(args.config)
+        for line in job.ignored:
+            print(f"config: ignored {line}", file=sys.stderr)
+        for option in ("url_col", "caption_col", "clip_col", "samples_per_shard", "input_format"):
+            if getattr(args, option) is not None:
+                job.reading[option] = getattr(args, option)
+        if args.format:
+            job.output_format = args.format
+        if args.threads:
+            job.fetch.threads = args.threads
+        result = materialize(args.input, args.output, job, processes=args.processes, progress=not args.quiet)
+    except (StreamV2DError, ValueError, OSError) as exc:
+        print(f"streamv2d materialize: {exc}", file=sys.stderr)
+        return 2
+    print("\n".join(result.summary.lines()))
+    if result.failed:
+        print(f"{len(result.failed)} shard(s) could not be completed ({result.failed[:10]}…): run the same "
+              "command again to resume them", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _stats(args: argparse.Namespace) -> int:
     from .report import summarize
 
@@ -37,6 +65,21 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--videos", type=int, default=24, help="number of sample videos to generate")
     demo.add_argument("--workers", type=int, default=2, help="DataLoader workers")
     demo.set_defaults(run=_demo)
+
+    mat = commands.add_parser("materialize", help="process a source into output shards (resumable, N processes)")
+    mat.add_argument("input", help="URL table(s) or tar shards: path, glob, brace pattern or fsspec URL")
+    mat.add_argument("output", help="output folder (one output shard per input shard)")
+    mat.add_argument("--config", help="YAML job file (ours, or a video2dataset config)")
+    mat.add_argument("--processes", type=int, default=None, help="worker processes (default: config or 1)")
+    mat.add_argument("--threads", type=int, help="concurrent fetches per process (default: config or 8)")
+    mat.add_argument("--format", choices=["tar", "parquet", "files"], help="output format (default tar)")
+    mat.add_argument("--url-col", dest="url_col")
+    mat.add_argument("--caption-col", dest="caption_col")
+    mat.add_argument("--clip-col", dest="clip_col")
+    mat.add_argument("--samples-per-shard", dest="samples_per_shard", type=int)
+    mat.add_argument("--input-format", dest="input_format")
+    mat.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    mat.set_defaults(run=_materialize)
 
     stats = commands.add_parser("stats", help="summarise a folder of *_stats.json (success rates, errors, sizes)")
     stats.add_argument("folder", help="output folder (local path or fsspec URL)")

@@ -8,6 +8,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 from torch.utils.data import IterableDataset
 
 from .batching import Collate, batched, collate_samples
+from .cache import CacheStore, write_through
 from .distribute import World, consumer_shards, current_world, epoch_order, quota, top_up_shards
 from .fetch import FetchConfig, merged
 from .pipeline import ShardProcessor
@@ -34,6 +35,11 @@ class VideoDataset(IterableDataset):
         samples_per_rank: fixed-length mode for DDP — every rank yields exactly this many samples per epoch,
             topping up from its own shards; without it (default) every success is yielded exactly once.
         yield_failures: also yield failure records (``json["status"] != "success"``, no media).
+        cache_dir: write every processed shard there as it streams (WebDataset tar, ``_stats.json``, metadata
+            parquet), and read complete shards from it in later epochs without any network request. The cache
+            lives in a namespace keyed by the source and subsampler configuration (see the README).
+        cache_limit: bytes (or ``"2TB"``) the cache may hold; whole shards are evicted least recently used.
+        cache_format: ``"tar"`` (default), ``"parquet"`` or ``"files"``.
         batch_size, collate_fn: batch inside each worker (use ``DataLoader(batch_size=None)``); saves the
             per-sample IPC cost when samples are small tensors. Default collate stacks equal-shaped tensors.
         rank, world_size: override the distributed world (default: torch.distributed, then RANK/WORLD_SIZE).
@@ -58,6 +64,9 @@ class VideoDataset(IterableDataset):
         seed: int = 0,
         samples_per_rank: Optional[int] = None,
         yield_failures: bool = False,
+        cache_dir: Optional[str] = None,
+        cache_limit: Union[int, str, None] = None,
+        cache_format: str = "tar",
         batch_size: Optional[int] = None,
         collate_fn: Optional[Collate] = None,
         rank: Optional[int] = None,
@@ -76,6 +85,8 @@ class VideoDataset(IterableDataset):
             input_format=input_format, storage_options=storage_options,
         )
         self.processor = ShardProcessor(self.source, fetch_config, subsamplers)
+        self.cache = (CacheStore.for_processor(cache_dir, self.processor, fmt=cache_format, limit=cache_limit)
+                      if cache_dir else None)
         self.shuffle_shards = shuffle_shards
         self.shuffle_buffer = shuffle_buffer
         self.seed = seed
@@ -121,7 +132,9 @@ class VideoDataset(IterableDataset):
     def _samples(self, shard_ids: Sequence[int]) -> Iterator[Sample]:
         shards = self.source.shards()
         for shard_id in shard_ids:
-            for sample in self.processor.process(shards[shard_id]):
+            shard = shards[shard_id]
+            samples = write_through(self.processor, shard, self.cache) if self.cache else self.processor.process(shard)
+            for sample in samples:
                 if self.yield_failures or is_success(sample):
                     yield sample
 

@@ -6,6 +6,7 @@ GIL-free decoding overlap), and results come back in row order so output shards 
 from __future__ import annotations
 
 import logging
+import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
@@ -35,6 +36,7 @@ class ShardProcessor:
         self.fetcher = Fetcher(fetch)
         self.subsamplers = list(subsamplers)
         self._executor: Optional[ThreadPoolExecutor] = None
+        self._executor_pid = 0
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -43,8 +45,10 @@ class ShardProcessor:
 
     @property
     def executor(self) -> ThreadPoolExecutor:
-        if self._executor is None:
+        """This process's pool: a pool inherited through fork has no threads, so a child makes its own."""
+        if self._executor is None or self._executor_pid != os.getpid():
             self._executor = ThreadPoolExecutor(self.config.threads, thread_name_prefix="streamv2d-fetch")
+            self._executor_pid = os.getpid()
         return self._executor
 
     def process(self, shard: InputShard, stats: Optional[ShardStats] = None) -> Iterator[Sample]:

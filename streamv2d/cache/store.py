@@ -57,9 +57,13 @@ class CacheStore:
     @classmethod
     def for_processor(cls, cache_dir: str, processor, *, fmt: str = "tar",
                       limit: Union[int, str, None] = None, flat: bool = False) -> "CacheStore":
-        """The store of a :class:`~streamv2d.pipeline.ShardProcessor`'s source and subsampler chain."""
+        """The store of a :class:`~streamv2d.pipeline.ShardProcessor`'s source and subsampler chain (and its
+        yt-dlp options, which choose the format downloaded)."""
         source = processor.source
-        return cls(cache_dir, source.fingerprint(), processor.subsamplers, fmt=fmt, limit=limit,
+        fingerprint = source.fingerprint()
+        if processor.config.yt_dlp_options:
+            fingerprint += json.dumps(processor.config.yt_dlp_options, sort_keys=True, default=str)
+        return cls(cache_dir, fingerprint, processor.subsamplers, fmt=fmt, limit=limit,
                    num_shards=len(source.shards()), flat=flat)
 
     def _describe(self, source_fingerprint: str, subsamplers: Sequence[SubsamplerLike]) -> None:

@@ -1,0 +1,59 @@
+"""VideoDataset with cache_dir: epoch 1 streams and writes through, epoch 2 reads shards with no request."""
+import os
+
+import torch
+import webdataset as wds
+
+import streamv2d as sv
+from conftest import write_csv
+
+
+def run_epoch(ds, workers=2):
+    return list(torch.utils.data.DataLoader(ds, batch_size=None, num_workers=workers))
+
+
+def test_epoch_two_makes_no_request(tmp_path, url_rows, server):
+    rows = url_rows + [{"url": server.url("status/404"), "caption": "gone"}]
+    table = write_csv(str(tmp_path / "t.csv"), rows)
+    ds = sv.VideoDataset(table, caption_col="caption", samples_per_shard=4, cache_dir=str(tmp_path / "cache"))
+    first = run_epoch(ds)
+    requests_after_epoch_1 = server.total_requests()
+    assert len(first) == len(url_rows)
+    ds.set_epoch(1)
+    second = run_epoch(ds)
+    assert server.total_requests() == requests_after_epoch_1
+    assert sorted((s["__key__"], s["mp4"], s["txt"]) for s in first) == \
+           sorted((s["__key__"], s["mp4"], s["txt"]) for s in second)
+    shards = sorted(f for f in os.listdir(ds.cache.root) if f.endswith(".tar"))
+    assert shards == [f"{k:05d}.tar" for k in range(4)]
+    read_back = list(wds.WebDataset(os.path.join(ds.cache.root, "{00000..00003}.tar"), shardshuffle=False))
+    assert len(read_back) == len(url_rows)
+
+
+def test_changed_subsamplers_get_a_new_namespace(tmp_path, url_rows):
+    table = write_csv(str(tmp_path / "t.csv"), url_rows[:2])
+    cache = str(tmp_path / "cache")
+
+    def tag(sample):
+        sample["json"]["tag"] = 1
+        return sample
+
+    plain = sv.VideoDataset(table, cache_dir=cache)
+    tagged = sv.VideoDataset(table, cache_dir=cache, subsamplers=[tag])
+    assert plain.cache.root != tagged.cache.root
+    assert sv.VideoDataset(table, cache_dir=cache).cache.root == plain.cache.root
+    list(plain), list(tagged)
+    assert all("tag" in s["json"] for s in tagged)
+    assert not any("tag" in s["json"] for s in plain)
+
+
+def test_stopped_epoch_publishes_nothing_then_completes(tmp_path, url_rows):
+    table = write_csv(str(tmp_path / "t.csv"), url_rows)
+    ds = sv.VideoDataset(table, samples_per_shard=100, cache_dir=str(tmp_path / "cache"))
+    it = iter(ds)
+    next(it), next(it)
+    it.close()
+    assert not ds.cache.is_complete(0)
+    assert not [f for f in os.listdir(ds.cache.root) if f.endswith(".tar")]
+    assert len(list(ds)) == len(url_rows)
+    assert ds.cache.is_complete(0)

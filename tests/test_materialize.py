@@ -1,0 +1,125 @@
+"""``streamv2d materialize``: N processes, resumable after kill -9, a video2dataset config runs as is."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import webdataset as wds
+
+from streamv2d.cli import main
+from streamv2d.config import load_config
+from conftest import write_csv
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def cli(*args, **popen):
+    return subprocess.Popen([sys.executable, "-m", "streamv2d.cli", *args], env={**os.environ, "PYTHONPATH": ROOT},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            **popen)
+
+
+def listing(folder):
+    return os.listdir(folder) if os.path.isdir(folder) else []
+
+
+def published(folder):
+    return sorted(n for n in os.listdir(folder) if not n.startswith(".") and not n.endswith(".partial"))
+
+
+def tar_payloads(folder):
+    out = {}
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".tar"):
+            with open(os.path.join(folder, name), "rb") as f:
+                out[name] = f.read()
+    return out
+
+
+def test_materialize_two_processes_then_skip(tmp_path, url_rows, server, capsys):
+    rows = url_rows + [{"url": server.url("status/404"), "caption": "gone"}]
+    table = write_csv(str(tmp_path / "t.csv"), rows)
+    out = str(tmp_path / "out")
+    assert main(["materialize", table, out, "--processes", "2", "--caption-col", "caption",
+                 "--samples-per-shard", "5", "-q"]) == 0
+    printed = capsys.readouterr().out
+    assert "successes: 12 (92.3%)" in printed and "HTTP 404" in printed
+    assert [n for n in published(out) if n.endswith("_stats.json")] == [f"{k:05d}_stats.json" for k in range(3)]
+    samples = list(wds.WebDataset(os.path.join(out, "{00000..00002}.tar"), shardshuffle=False))
+    assert len(samples) == 12 and all(s["mp4"][4:8] == b"ftyp" for s in samples)
+    before = server.total_requests()
+    assert main(["materialize", table, out, "--caption-col", "caption", "--samples-per-shard", "5", "-q"]) == 0
+    assert "3 of 3 shards already complete" in capsys.readouterr().out
+    assert server.total_requests() == before
+
+
+def test_kill_9_then_resume_equals_uninterrupted(tmp_path, server, corpus_names):
+    rows = [{"url": server.url(f"slow/0.2/{n}"), "caption": f"{i}"} for i, n in enumerate(corpus_names * 2)]
+    table = write_csv(str(tmp_path / "t.csv"), rows)
+    killed, clean = str(tmp_path / "killed"), str(tmp_path / "clean")
+    args = ["--caption-col", "caption", "--samples-per-shard", "4", "--processes", "2", "--threads", "1", "-q"]
+    job = cli("materialize", table, killed, *args)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any(n.endswith("_stats.json") for n in listing(killed)):
+        time.sleep(0.05)
+    time.sleep(0.3)                                                       # the next shards are part-way
+    os.killpg(job.pid, signal.SIGKILL)
+    job.wait()
+    assert any(n.endswith(".partial") for n in os.listdir(killed))      # killed mid-shard
+    assert all(not n.endswith((".tmp", ".partial")) for n in published(killed))
+    fetched_before_resume = server.total_requests()
+    resumed = cli("materialize", table, killed, *args)
+    assert resumed.wait(timeout=120) == 0, resumed.stderr.read()
+    resume_requests = server.total_requests() - fetched_before_resume
+    assert resume_requests < len(rows)                                    # done rows were not fetched again
+    done = cli("materialize", table, clean, *args)
+    assert done.wait(timeout=120) == 0, done.stderr.read()
+    assert published(killed) == published(clean)
+    assert tar_payloads(killed) == tar_payloads(clean)                   # byte-identical shards
+    for k in range(6):
+        a, b = (json.load(open(os.path.join(d, f"{k:05d}_stats.json"))) for d in (killed, clean))
+        assert {f: a[f] for f in ("count", "successes", "failed_to_download")} == \
+               {f: b[f] for f in ("count", "successes", "failed_to_download")}
+
+
+def test_video2dataset_config_runs_and_reports_ignored_keys(tmp_path):
+    config = tmp_path / "v2d.yaml"
+    config.write_text("""
+subsampling: {}
+reading:
+    yt_args:
+        download_size: 360
+        download_audio_rate: 44100
+        yt_metadata_args: {writesubtitles: True}
+    timeout: 60
+    sampler: null
+storage:
+    number_sample_per_shard: 1000
+    oom_shard_count: 5
+    captions_are_subtitles: False
+distribution:
+    processes_count: 16
+    thread_count: 32
+    subjob_size: 1000
+    distributor: "multiprocessing"
+""")
+    job = load_config(str(config))
+    assert job.reading == {"samples_per_shard": 1000}
+    assert job.processes == 16 and job.fetch.threads == 32 and job.fetch.read_timeout == 60
+    assert "height<=360" in job.fetch.yt_dlp_options["format"]
+    ignored = " ".join(job.ignored)
+    for key in ("oom_shard_count", "captions_are_subtitles", "subjob_size", "sampler", "yt_metadata_args",
+                "download_audio_rate"):
+        assert key in ignored
+
+
+def test_bad_config_and_input_exit_2(tmp_path, capsys):
+    config = tmp_path / "bad.yaml"
+    config.write_text("storage: {colour: blue}\n")
+    table = write_csv(str(tmp_path / "t.csv"), [{"url": "u"}])
+    assert main(["materialize", table, str(tmp_path / "o"), "--config", str(config)]) == 2
+    assert "unknown key(s) in storage: ['colour']" in capsys.readouterr().err
+    assert main(["materialize", str(tmp_path / "missing.csv"), str(tmp_path / "o")]) == 2
+    assert "no such file" in capsys.readouterr().err
