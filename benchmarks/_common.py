@@ -1,0 +1,102 @@
+"""Shared benchmark helpers: medians of repeats, a video corpus served from its own process, printing."""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import resource
+import statistics
+import sys
+import threading
+from contextlib import contextmanager
+from typing import Dict, Iterator, List, Sequence
+
+# run as ``python benchmarks/<name>.py`` from the repository root: import the checkout's streamv2d
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from streamv2d.demo import LoopbackServer, make_corpus  # noqa: E402
+from streamv2d.demo import server as _server  # noqa: E402
+
+Row = Dict[str, object]
+
+
+def median_rows(rows: Sequence[Row]) -> Row:
+    """Per-field median of repeated measurements (non-numeric fields are taken from the first row)."""
+    out: Row = {}
+    for key, first in rows[0].items():
+        values = [r[key] for r in rows]
+        out[key] = statistics.median(values) if isinstance(first, (int, float)) else first
+    return out
+
+
+def print_table(title: str, rows: Sequence[Row]) -> None:
+    """Print ``rows`` as an aligned text table (floats with 3 significant decimals)."""
+    def fmt(v: object) -> str:
+        return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+    cols = list(rows[0])
+    cells = [[fmt(r[c]) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    print(f"\n## {title}")
+    print("  ".join(c.rjust(w) for c, w in zip(cols, widths)))
+    for row in cells:
+        print("  ".join(v.rjust(w) for v, w in zip(row, widths)))
+    sys.stdout.flush()
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def current_rss_mb() -> float:
+    """Current resident set size of this process, in MiB."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / (1 << 20)
+
+
+def corpus(folder: str, count: int) -> List[str]:
+    """``count`` small synthetic videos in ``folder`` (made once, reused by later runs)."""
+    print(f"corpus: {count} videos in {folder} …", flush=True)
+    return make_corpus(folder, count)
+
+
+class _PinnedServer(_server._Server):
+    """The demo server on a fixed port, so URL tables cached on disk stay valid across runs."""
+
+    def __init__(self, directory: str, port: int):
+        self._port = port
+        super().__init__(directory)
+
+    def server_bind(self) -> None:
+        self.server_address = ("127.0.0.1", self._port)
+        super().server_bind()
+
+
+def _serve(directory: str, port: int, conn, stop) -> None:
+    # The demo handler writes headers and body separately; with Nagle on, the body waits for the client's
+    # delayed ACK (40 ms a response on Linux). Real servers set TCP_NODELAY; so does this one (its process only).
+    _server._Handler.disable_nagle_algorithm = True
+    server = LoopbackServer(directory)          # an ephemeral port; swapped for the pinned one if asked
+    if port:
+        server._server.server_close()
+        server._server = _PinnedServer(directory, port)
+        server._thread = threading.Thread(target=server._server.serve_forever, daemon=True)
+    with server:
+        conn.send(server.base_url)
+        stop.wait()
+
+
+@contextmanager
+def served(directory: str, port: int = 0) -> Iterator[str]:
+    """Serve ``directory`` with the demo ``LoopbackServer`` in a child process (as a CDN would be another
+    machine, so it does not share the benchmark's GIL); yields its base URL."""
+    ctx = mp.get_context("fork")
+    parent, child = ctx.Pipe()
+    stop = ctx.Event()
+    proc = ctx.Process(target=_serve, args=(directory, port, child, stop), daemon=True)
+    proc.start()
+    try:
+        yield parent.recv()
+    finally:
+        stop.set()
+        proc.join(5)
