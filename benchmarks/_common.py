@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import resource
 import statistics
 import sys
 import threading
@@ -44,14 +43,22 @@ def print_table(title: str, rows: Sequence[Row]) -> None:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, in MiB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak resident set size of this process's memory so far, in MiB (``VmHWM``: unlike ``ru_maxrss``,
+    it is not inherited from the parent across fork + exec)."""
+    return _status_mb("VmHWM")
 
 
 def current_rss_mb() -> float:
     """Current resident set size of this process, in MiB."""
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / (1 << 20)
+    return _status_mb("VmRSS")
+
+
+def _status_mb(field: str) -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise KeyError(field)
 
 
 def corpus(folder: str, count: int) -> List[str]:
@@ -76,11 +83,15 @@ def _serve(directory: str, port: int, conn, stop) -> None:
     # The demo handler writes headers and body separately; with Nagle on, the body waits for the client's
     # delayed ACK (40 ms a response on Linux). Real servers set TCP_NODELAY; so does this one (its process only).
     _server._Handler.disable_nagle_algorithm = True
-    server = LoopbackServer(directory)          # an ephemeral port; swapped for the pinned one if asked
-    if port:
-        server._server.server_close()
-        server._server = _PinnedServer(directory, port)
-        server._thread = threading.Thread(target=server._server.serve_forever, daemon=True)
+    try:
+        server = LoopbackServer(directory)          # an ephemeral port; swapped for the pinned one if asked
+        if port:
+            server._server.server_close()
+            server._server = _PinnedServer(directory, port)
+            server._thread = threading.Thread(target=server._server.serve_forever, daemon=True)
+    except OSError as exc:
+        conn.send(f"error: cannot serve on 127.0.0.1:{port}: {exc}")
+        return
     with server:
         conn.send(server.base_url)
         stop.wait()
@@ -96,7 +107,10 @@ def served(directory: str, port: int = 0) -> Iterator[str]:
     proc = ctx.Process(target=_serve, args=(directory, port, child, stop), daemon=True)
     proc.start()
     try:
-        yield parent.recv()
+        base = parent.recv()
+        if base.startswith("error"):
+            raise RuntimeError(base)
+        yield base
     finally:
         stop.set()
         proc.join(5)
