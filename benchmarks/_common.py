@@ -80,9 +80,13 @@ class _PinnedServer(_server._Server):
 
 
 def _serve(directory: str, port: int, conn, stop) -> None:
-    # The demo handler writes headers and body separately; with Nagle on, the body waits for the client's
-    # delayed ACK (40 ms a response on Linux). Real servers set TCP_NODELAY; so does this one (its process only).
+    # Two demo-server settings a real server does not share (changed in this child process only):
+    # - headers and body are written separately; with Nagle on, the body waits for the client's delayed ACK
+    #   (40 ms a response on Linux). Real servers set TCP_NODELAY.
+    # - socketserver's listen backlog is 5: 16 fetch threads connecting at once overflow it, and a dropped
+    #   SYN is retried after 1 s. nginx's default is 511.
     _server._Handler.disable_nagle_algorithm = True
+    _server._Server.request_queue_size = 512
     try:
         server = LoopbackServer(directory)          # an ephemeral port; swapped for the pinned one if asked
         if port:

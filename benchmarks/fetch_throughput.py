@@ -4,7 +4,7 @@ Both read the same URLs from the same loopback server (in its own process), in t
 without per-request latency (``/slow/<s>/<name>``, like a CDN round trip). Figures are medians of
 ``--repeats``; the ratio is VideoDataset samples/s over the sequential loop's.
 
-    python benchmarks/fetch_throughput.py                       # 300 videos, 0 and 30 ms, 3 repeats
+    python benchmarks/fetch_throughput.py                       # 300 videos; 0, 20 and 50 ms; 3 repeats
     python benchmarks/fetch_throughput.py --count 60 --repeats 1  # quick
 """
 from __future__ import annotations
@@ -84,7 +84,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--corpus-dir", default="bench-output/corpus", help="videos are made once and cached here")
     parser.add_argument("--count", type=int, default=300, help="number of videos (and URLs)")
-    parser.add_argument("--latency", type=float, nargs="+", default=[0.0, 0.03], help="seconds per request")
+    parser.add_argument("--latency", type=float, nargs="+", default=[0.0, 0.02, 0.05], help="seconds per request")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers")
     parser.add_argument("--fetch-threads", type=int, default=None, help="default: the library's")
