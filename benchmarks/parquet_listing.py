@@ -141,6 +141,8 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=4, help="distinct videos the URLs point at")
     parser.add_argument("--port", type=int, default=18931, help="fixed, so the cached tables' URLs stay valid")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--cases", nargs="+", choices=["parquet", "parquet-small", "csv"],
+                        default=["parquet", "parquet-small", "csv"])
     args = parser.parse_args()
     names = corpus(args.corpus_dir, args.videos)
     with served(args.corpus_dir, args.port) as base:
@@ -153,10 +155,12 @@ def main() -> None:
         generate({"csv": csv}, args.csv_rows, base, names, args.small_row_group)
         for path in [*parquets.values(), csv]:
             print(describe(path))
-        cases = [(f"parquet {args.rows:,} rows, default row groups", parquets["parquet"], None),
-                 (f"parquet {args.rows:,} rows, {args.small_row_group}-row groups", parquets["parquet-small"], None),
-                 (f"csv {args.csv_rows:,} rows (Arrow IPC table cache)", csv, os.path.join(args.data_dir, "cache"))]
-        for title, path, cache_dir in cases:
+        cases = {"parquet": (f"parquet {args.rows:,} rows, default row groups", parquets["parquet"], None),
+                 "parquet-small": (f"parquet {args.rows:,} rows, {args.small_row_group}-row groups",
+                                   parquets["parquet-small"], None),
+                 "csv": (f"csv {args.csv_rows:,} rows (Arrow IPC table cache)", csv,
+                         os.path.join(args.data_dir, "cache"))}
+        for title, path, cache_dir in (cases[name] for name in args.cases):
             rows = [measure(path, cache_dir) for _ in range(args.repeats)]
             print_table(f"{title}, median of {args.repeats}", [median_rows(rows)])
 
