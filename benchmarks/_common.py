@@ -23,7 +23,10 @@ def median_rows(rows: Sequence[Row]) -> Row:
     out: Row = {}
     for key, first in rows[0].items():
         values = [r[key] for r in rows]
-        out[key] = statistics.median(values) if isinstance(first, (int, float)) else first
+        if isinstance(first, int):
+            out[key] = statistics.median_low(values)   # counts stay integers
+        else:
+            out[key] = statistics.median(values) if isinstance(first, float) else first
     return out
 
 
