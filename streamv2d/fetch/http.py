@@ -1,9 +1,11 @@
 """HTTP(S) downloads: pooled connections, timeouts, bounded retries, a size cap and truncation checks."""
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
+import weakref
 from typing import Optional, Tuple
 
 import requests
@@ -20,11 +22,15 @@ class _Retryable(Exception):
 
 
 class HttpFetcher:
-    """Downloads one URL into memory; safe to share between the threads of one process."""
+    """Downloads one URL into memory; safe to share between the threads of one process, and across fork
+    (a forked DataLoader worker gets a fresh session instead of sharing the parent's sockets)."""
 
     def __init__(self, config: FetchConfig):
         self.config = config
-        self._local = threading.local()
+        self._reset()
+        _live.add(self)
+
+    def _reset(self) -> None:
         self._lock = threading.Lock()
         self._session: Optional[requests.Session] = None
 
@@ -97,6 +103,19 @@ class HttpFetcher:
         if declared is not None and len(body) < declared and "Content-Encoding" not in response.headers:
             raise _Retryable(f"truncated body: {len(body)} of {declared} bytes")
         return bytes(body)
+
+
+_live: "weakref.WeakSet[HttpFetcher]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """A child must not reuse pooled connections (both processes would read the same sockets) nor a lock
+    that a parent thread held at the fork."""
+    for fetcher in list(_live):
+        fetcher._reset()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _content_length(response: requests.Response) -> Optional[int]:

@@ -1,9 +1,10 @@
 """URL tables (csv, tsv, json, jsonl, parquet, txt) cut into input shards of ``samples_per_shard`` rows.
 
-Parquet is read in place: its footer gives row counts, so listing 10 M rows takes milliseconds, and a shard
-reads only the row groups it overlaps. Text formats have no row index, so they are converted once, in a
-streaming pass, to an Arrow IPC file in a local cache; every worker then memory-maps it and slices rows for
-free. Nothing ever turns the whole table into Python objects.
+Parquet is read in place: its footer gives row counts, so listing 10 M rows takes milliseconds, and shards
+are streamed in batches from the row group holding their first row (never a whole row group in memory: with
+pyarrow's default 1 Mi-row groups that costs seconds and ~0.5 GB per worker). Text formats have no row index,
+so they are converted once, in a streaming pass, to an Arrow IPC file in a local cache; every worker then
+memory-maps it and slices rows for free. Nothing ever turns the whole table into Python objects.
 """
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import hashlib
 import json
 import os
 import tempfile
-from dataclasses import dataclass
-from typing import Dict, Iterator, List, Optional, Sequence
+from bisect import bisect_right
+from itertools import accumulate
+from dataclasses import dataclass, field
+from typing import IO, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import fsspec
 import pyarrow as pa
@@ -59,6 +62,28 @@ class _TableFile:
     kind: str          # "parquet" or "arrow"
     num_rows: int
     first_shard: int
+    group_starts: Tuple[int, ...] = ()   # parquet: the first row of each row group
+
+
+@dataclass
+class _ParquetCursor:
+    """An open parquet file streamed forward in batches: ``batch`` holds rows ``[batch_start, end)``.
+    Owned by the process that opened it (a forked worker opens its own)."""
+
+    pid: int
+    path: str
+    file: IO[bytes]
+    batches: Iterator[pa.RecordBatch]
+    batch_start: int
+    batch: Optional[pa.RecordBatch] = field(default=None)
+
+    @property
+    def end(self) -> int:
+        return self.batch_start + (self.batch.num_rows if self.batch is not None else 0)
+
+    def advance(self) -> None:
+        self.batch_start = self.end
+        self.batch = next(self.batches)
 
 
 class TableSource:
@@ -107,7 +132,7 @@ class TableSource:
         ]
         self._widths = key_widths(len(self._shards), samples_per_shard)
         self._by_path: Dict[str, _TableFile] = {f.path: f for f in self._files}
-        self._group_cache: Dict[str, tuple] = {}
+        self._cursor: Optional[_ParquetCursor] = None
 
     # -- listing -----------------------------------------------------------------------------------------
     @property
@@ -134,7 +159,9 @@ class TableSource:
                 with fsspec.open(path, "rb", **self.storage_options) as f:
                     meta = pq.ParquetFile(f).metadata
                 self._check_columns(path, meta.schema.names)
-                return _TableFile(path, path, "parquet", meta.num_rows, first_shard)
+                sizes = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+                starts = tuple(accumulate(sizes, initial=0))[:-1]
+                return _TableFile(path, path, "parquet", meta.num_rows, first_shard, starts)
             arrow_path = self._convert(path, fmt)
             with pa.memory_map(arrow_path) as mm:
                 num_rows = pa.ipc.open_file(mm).read_all().num_rows
@@ -223,28 +250,38 @@ class TableSource:
         return self._parquet_rows(table_file, shard.start, shard.stop)
 
     def _parquet_rows(self, table_file: _TableFile, start: int, stop: int) -> pa.Table:
-        """Rows ``[start, stop)``, reading only the overlapping row groups (the last group read is kept)."""
-        with fsspec.open(table_file.readable, "rb", **self.storage_options) as f:
-            pf = pq.ParquetFile(f)
-            groups, offset, first_offset = [], 0, None
-            for g in range(pf.metadata.num_row_groups):
-                n = pf.metadata.row_group(g).num_rows
-                if offset < stop and offset + n > start:
-                    groups.append(g)
-                    first_offset = offset if first_offset is None else first_offset
-                offset += n
-            cache_key = (table_file.readable, tuple(groups))
-            cached = self._group_cache.get(table_file.readable)
-            if cached is not None and cached[0] == cache_key:
-                data = cached[1]
-            else:
-                data = pf.read_row_groups(groups, columns=self.columns)
-                self._group_cache[table_file.readable] = (cache_key, data)
-        return data.slice(start - (first_offset or 0), stop - start)
+        """Rows ``[start, stop)`` from a forward-streaming cursor. A consumer reads its shards in increasing
+        order, so each row is decoded at most once per pass; a range behind the cursor, or in a later row
+        group than the cursor has reached, reopens the stream at the row group holding ``start``."""
+        starts = table_file.group_starts
+        group = bisect_right(starts, start) - 1
+        cursor = self._cursor
+        if (cursor is None or cursor.pid != os.getpid() or cursor.path != table_file.readable
+                or start < cursor.batch_start or cursor.end < starts[group]):
+            cursor = self._open_cursor(table_file, group)
+        pieces, row = [], start
+        while row < stop:
+            if row >= cursor.end:
+                cursor.advance()
+                continue
+            take = min(stop, cursor.end) - row
+            pieces.append(cursor.batch.slice(row - cursor.batch_start, take))
+            row += take
+        return pa.Table.from_batches(pieces)
+
+    def _open_cursor(self, table_file: _TableFile, group: int) -> _ParquetCursor:
+        """A cursor at the first row of ``group``; it replaces (and closes) the previous one."""
+        if self._cursor is not None and self._cursor.pid == os.getpid():
+            self._cursor.file.close()
+        f = fsspec.open(table_file.readable, "rb", **self.storage_options).open()
+        groups = range(group, len(table_file.group_starts))
+        batches = pq.ParquetFile(f).iter_batches(batch_size=_BATCH_ROWS, row_groups=groups, columns=self.columns)
+        self._cursor = _ParquetCursor(os.getpid(), table_file.readable, f, batches, table_file.group_starts[group])
+        return self._cursor
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        state["_group_cache"] = {}
+        state["_cursor"] = None
         return state
 
 
