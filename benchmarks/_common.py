@@ -5,7 +5,6 @@ import multiprocessing as mp
 import os
 import statistics
 import sys
-import threading
 from contextlib import contextmanager
 from typing import Dict, Iterator, List, Sequence
 
@@ -13,7 +12,6 @@ from typing import Dict, Iterator, List, Sequence
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from streamv2d.demo import LoopbackServer, make_corpus  # noqa: E402
-from streamv2d.demo import server as _server  # noqa: E402
 
 Row = Dict[str, object]
 
@@ -70,32 +68,9 @@ def corpus(folder: str, count: int) -> List[str]:
     return make_corpus(folder, count)
 
 
-class _PinnedServer(_server._Server):
-    """The demo server on a fixed port, so URL tables cached on disk stay valid across runs."""
-
-    def __init__(self, directory: str, port: int):
-        self._port = port
-        super().__init__(directory)
-
-    def server_bind(self) -> None:
-        self.server_address = ("127.0.0.1", self._port)
-        super().server_bind()
-
-
 def _serve(directory: str, port: int, conn, stop) -> None:
-    # Two demo-server settings a real server does not share (changed in this child process only):
-    # - headers and body are written separately; with Nagle on, the body waits for the client's delayed ACK
-    #   (40 ms a response on Linux). Real servers set TCP_NODELAY.
-    # - socketserver's listen backlog is 5: 16 fetch threads connecting at once overflow it, and a dropped
-    #   SYN is retried after 1 s. nginx's default is 511.
-    _server._Handler.disable_nagle_algorithm = True
-    _server._Server.request_queue_size = 512
     try:
-        server = LoopbackServer(directory)          # an ephemeral port; swapped for the pinned one if asked
-        if port:
-            server._server.server_close()
-            server._server = _PinnedServer(directory, port)
-            server._thread = threading.Thread(target=server._server.serve_forever, daemon=True)
+        server = LoopbackServer(directory, port)   # a fixed port keeps URL tables cached on disk valid
     except OSError as exc:
         conn.send(f"error: cannot serve on 127.0.0.1:{port}: {exc}")
         return

@@ -13,6 +13,7 @@ from typing import Optional
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True     # else small responses wait ~40 ms for delayed ACKs
     server: "_Server"
 
     def log_message(self, *args) -> None:  # quiet
@@ -111,9 +112,10 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 256           # many fetch threads connect at once; the default backlog of 5 drops them
 
-    def __init__(self, directory: str):
-        super().__init__(("127.0.0.1", 0), _Handler)
+    def __init__(self, directory: str, port: int = 0):
+        super().__init__(("127.0.0.1", port), _Handler)
         self.directory = os.path.abspath(directory)
         self.requests: Counter = Counter()
         self._lock = threading.Lock()
@@ -136,10 +138,11 @@ class _Server(ThreadingHTTPServer):
 
 
 class LoopbackServer:
-    """``with LoopbackServer(folder) as server: server.url("videos/a.mp4")`` — serves on 127.0.0.1 only."""
+    """``with LoopbackServer(folder) as server: server.url("videos/a.mp4")`` — serves on 127.0.0.1 only,
+    on ``port`` (default: any free port)."""
 
-    def __init__(self, directory: str):
-        self._server = _Server(directory)
+    def __init__(self, directory: str, port: int = 0):
+        self._server = _Server(directory, port)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
