@@ -237,7 +237,7 @@ class FrameSelector:
         return self.end is not None and pts * self.time_base >= self.end
 
 
-class Transcode:
+class Transcode(Subsampler):
     """A fused group of video ops: one in-memory decode → filter graph → encode per span (or the whole video)."""
 
     def __init__(self, ops: Sequence[VideoOp]) -> None:
@@ -330,6 +330,21 @@ def decode_selected(container, video, selector: FrameSelector, skip: bool, audio
                 return
     finally:
         cc.skip_frame = "DEFAULT"
+
+
+def analysis_rate(video, fps: Optional[float]) -> Fraction:
+    """The rate an analysis pass samples at: ``fps`` capped by the source's, or the source's."""
+    source = stream_fps(video)
+    return min(Fraction(fps).limit_denominator(1001), source) if fps else source
+
+
+def reduced_frames(container, video, rate: Fraction, width: int, fmt: str = "rgb24") -> Iterator[Any]:
+    """Whole-video frames at ``rate``, downscaled to ``width`` (aspect kept), as numpy arrays; for analysis."""
+    cc = video.codec_context
+    height = max(2, _even(cc.height * width / cc.width))
+    selector = FrameSelector.for_stream(video, 0.0, None, rate)
+    for frame, _ in decode_selected(container, video, selector, skip=rate < stream_fps(video)):
+        yield frame.reformat(width=width, height=height, format=fmt).to_ndarray()
 
 
 class VideoSink:
@@ -463,7 +478,7 @@ def clip_samples(sample: Sample, ext: str, spans: Sequence[Span], media: Sequenc
     return out
 
 
-class SpanClip:
+class SpanClip(Subsampler):
     """Clip without encoding, for a following ``Frames``: each clip shares the original bytes and carries
     ``json["span"]``; FPS/Resolution in the same group are left to Frames' own options."""
 
