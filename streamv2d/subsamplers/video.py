@@ -90,11 +90,13 @@ class Resolution(VideoOp):
 class Encode(VideoOp):
     """Output settings of a fused pass: encoder, CRF or bitrate, preset, container, audio handling.
 
-    ``audio``: ``copy`` (stream copy when the container takes it, else AAC), ``aac`` (re-encode) or ``none``."""
+    ``audio``: ``copy`` (stream copy when the container takes it, else AAC), ``aac`` (re-encode) or ``none``.
+    ``threads`` defaults to 1: samples already run in parallel (workers), and per-sample encoder threads only
+    add start-up and hand-off cost on short clips; 0 lets the encoder choose."""
 
     def __init__(self, codec: str = "libx264", crf: Optional[int] = 23, bitrate: Optional[int] = None,
                  preset: Optional[str] = "veryfast", container: str = "mp4", pix_fmt: str = "yuv420p",
-                 audio: str = "copy", threads: int = 0, options: Optional[Dict[str, str]] = None) -> None:
+                 audio: str = "copy", threads: int = 1, options: Optional[Dict[str, str]] = None) -> None:
         if audio not in ("copy", "aac", "none"):
             raise ValueError(f"audio must be copy, aac or none, got {audio!r}")
         self.codec, self.crf, self.bitrate, self.preset = codec, crf, bitrate, preset
@@ -212,29 +214,36 @@ class FrameSelector:
 
     def __init__(self, start: float, end: Optional[float], rate: Fraction, time_base: Fraction,
                  default_duration: int) -> None:
-        self.start = Fraction(start).limit_denominator(1_000_000)
-        self.end = Fraction(end).limit_denominator(1_000_000) if end is not None else None
-        self.rate, self.time_base, self.default_duration = rate, time_base, default_duration
+        start_f = Fraction(start).limit_denominator(1_000_000)
+        # slot(t) = ceil((t - start) * rate) with t = pts * time_base, kept in integers: (pts * a - b) / d
+        scale, offset = time_base * rate, start_f * rate
+        self._a = scale.numerator * offset.denominator
+        self._b = offset.numerator * scale.denominator
+        self._d = scale.denominator * offset.denominator
+        self._last = None if end is None else math.ceil((Fraction(end).limit_denominator(1_000_000) - start_f) * rate)
+        self._end_pts = None if end is None else Fraction(end).limit_denominator(1_000_000) / time_base
+        self.default_duration = default_duration
 
     @classmethod
     def for_stream(cls, video, start: float, end: Optional[float], rate: Fraction) -> "FrameSelector":
         default_duration = int(round(1 / (stream_fps(video) * video.time_base)))
         return cls(start, end, rate, video.time_base, default_duration)
 
+    def _slot(self, pts: int) -> int:
+        return -((self._b - pts * self._a) // self._d)  # ceil division
+
     def slots(self, pts: Optional[int], duration: Optional[int]) -> range:
         """Output frame indices shown by a frame displayed from ``pts`` for ``duration`` (time-base units)."""
         if pts is None:
             return range(0)
-        a = pts * self.time_base
-        b = (pts + (duration or self.default_duration)) * self.time_base
-        first = max(0, math.ceil((a - self.start) * self.rate))
-        last = math.ceil((b - self.start) * self.rate)  # exclusive
-        if self.end is not None:
-            last = min(last, math.ceil((self.end - self.start) * self.rate))
+        first = max(0, self._slot(pts))
+        last = self._slot(pts + (duration or self.default_duration))  # exclusive
+        if self._last is not None:
+            last = min(last, self._last)
         return range(first, max(first, last))
 
     def past_end(self, pts: int) -> bool:
-        return self.end is not None and pts * self.time_base >= self.end
+        return self._end_pts is not None and pts >= self._end_pts
 
 
 class Transcode(Subsampler):
@@ -370,8 +379,7 @@ class VideoSink:
         self.stream.width, self.stream.height, self.stream.pix_fmt = w, h, encode.pix_fmt
         if encode.bitrate:
             self.stream.bit_rate = encode.bitrate
-        if encode.threads:
-            self.stream.codec_context.thread_count = encode.threads
+        self.stream.codec_context.thread_count = encode.threads
         self.time_base = Fraction(1) / rate
         self.oc, self.count = oc, 0
 
