@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import io
 from fractions import Fraction
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 import av
 
@@ -107,6 +107,5 @@ class Probe(Subsampler):
 
     def __call__(self, sample: Sample) -> Sample:
         _, data = media_bytes(sample)
-        meta: Optional[Dict[str, Any]] = probe(data, self.keyframes)
-        sample.setdefault("json", {})["video_metadata"] = meta
+        sample.setdefault("json", {})["video_metadata"] = probe(data, self.keyframes)
         return sample

@@ -157,6 +157,16 @@ class Clip(VideoOp):
         return spans
 
 
+    def spans_in(self, sample: Sample, container) -> List[Span]:
+        """:meth:`spans` for an open container; none left after filtering is a failure."""
+        video = video_stream(container)
+        spans = self.spans(sample, duration_seconds(container, video), lambda: keyframe_timestamps(container, video),
+                           float(1 / stream_fps(video)))
+        if not spans:
+            raise MediaError(f"no clip longer than min_length={self.min_length} s")
+        return spans
+
+
 def _even(x: float) -> int:
     return int(round(x / 2)) * 2
 
@@ -264,16 +274,12 @@ class Transcode(Subsampler):
     def __call__(self, sample: Sample) -> Union[Sample, List[Sample]]:
         ext, data = media_bytes(sample)
         with open_media(data) as container:
-            video = video_stream(container)
-            duration = duration_seconds(container, video)
+            video_stream(container)
             if self.clip is None:
                 sample.pop(ext)
                 sample[self.encode.container] = self._encode(container, None)
                 return sample
-            spans = self.clip.spans(sample, duration, lambda: keyframe_timestamps(container, video),
-                                    float(1 / stream_fps(video)))
-            if not spans:
-                raise MediaError(f"no clip longer than min_length={self.clip.min_length} s")
+            spans = self.clip.spans_in(sample, container)
             if self.remux:
                 outputs, out_ext = [_remux_span(container, span) for span in spans], ext
             else:
@@ -499,10 +505,5 @@ class SpanClip(Subsampler):
     def __call__(self, sample: Sample) -> List[Sample]:
         ext, data = media_bytes(sample)
         with open_media(data) as container:
-            video = video_stream(container)
-            duration = duration_seconds(container, video)
-            spans = self.clip.spans(sample, duration, lambda: keyframe_timestamps(container, video),
-                                    float(1 / stream_fps(video)))
-        if not spans:
-            raise MediaError(f"no clip longer than min_length={self.clip.min_length} s")
+            spans = self.clip.spans_in(sample, container)
         return clip_samples(sample, ext, spans, [{ext: data}] * len(spans))
