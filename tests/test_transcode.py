@@ -119,15 +119,18 @@ def test_fps_above_source_duplicates_frames():
     assert meta["fps"] == 20.0 and meta["frame_count"] == 20
 
 
-def test_other_encoder_and_container():
-    out = Transcode([Encode(codec="libvpx", container="webm", crf=None, bitrate=200_000, audio="none")])(
+@pytest.mark.parametrize("audio, streams", [("none", 0), ("copy", 1)])
+def test_other_encoder_and_container(audio, streams):
+    out = Transcode([Encode(codec="libvpx", container="webm", crf=None, bitrate=200_000, audio=audio)])(
         sample_of(make_video(0.5, 64, 48, fps=10, audio=True)))
-    assert "mp4" not in out and probe(out["webm"])["codec"] == "vp8"
-    assert probe(out["webm"])["audio_streams"] == 0
+    meta = probe(out["webm"])
+    assert "mp4" not in out and meta["codec"] == "vp8" and meta["audio_streams"] == streams
+    if streams:  # AAC cannot go into WebM: re-encoded to Opus
+        assert meta["streams"][1]["codec_name"] == "opus"
 
 
 def test_audio_reencoded_to_aac():
-    out = Transcode([FPS(5), Encode(audio="aac")])(sample_of(make_video(1.0, 64, 48, fps=10, audio=True)))
+    out = Transcode([FPS(5), Encode(audio="encode")])(sample_of(make_video(1.0, 64, 48, fps=10, audio=True)))
     meta = probe(out["mp4"])
     assert meta["audio_streams"] == 1 and meta["streams"][1]["codec_name"] == "aac"
 

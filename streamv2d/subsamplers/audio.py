@@ -13,8 +13,6 @@ from .probe import MediaError, media_bytes, open_media
 #: output extension -> (container format, encoder)
 AUDIO_FORMATS = {"m4a": ("mp4", "aac"), "mp3": ("mp3", "libmp3lame"), "wav": ("wav", "pcm_s16le"),
                  "flac": ("flac", "flac")}
-#: audio codecs an MP4 can carry as they are (stream copy)
-MP4_AUDIO = {"aac", "mp3", "alac", "opus", "ac3", "eac3"}
 
 
 class NoAudioError(MediaError):

@@ -15,12 +15,14 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 import av
 
 from ..sample import Sample
-from .audio import MP4_AUDIO, AudioEncoder, layout_for
+from .audio import AudioEncoder, layout_for
 from .base import Subsampler
 from .probe import MediaError, duration_seconds, keyframe_timestamps, media_bytes, open_media, stream_fps, \
     video_stream
 
 Span = List[float]
+#: audio encoder and rate for containers that cannot take AAC
+CONTAINER_AUDIO = {"webm": ("libopus", 48000), "ogg": ("libopus", 48000)}
 
 
 class VideoOp(Subsampler):
@@ -90,15 +92,16 @@ class Resolution(VideoOp):
 class Encode(VideoOp):
     """Output settings of a fused pass: encoder, CRF or bitrate, preset, container, audio handling.
 
-    ``audio``: ``copy`` (stream copy when the container takes it, else AAC), ``aac`` (re-encode) or ``none``.
+    ``audio``: ``copy`` (stream copy when the container takes the codec, else re-encode), ``encode`` (AAC, or
+    Opus in WebM) or ``none``.
     ``threads`` defaults to 1: samples already run in parallel (workers), and per-sample encoder threads only
     add start-up and hand-off cost on short clips; 0 lets the encoder choose."""
 
     def __init__(self, codec: str = "libx264", crf: Optional[int] = 23, bitrate: Optional[int] = None,
                  preset: Optional[str] = "veryfast", container: str = "mp4", pix_fmt: str = "yuv420p",
                  audio: str = "copy", threads: int = 1, options: Optional[Dict[str, str]] = None) -> None:
-        if audio not in ("copy", "aac", "none"):
-            raise ValueError(f"audio must be copy, aac or none, got {audio!r}")
+        if audio not in ("copy", "encode", "none"):
+            raise ValueError(f"audio must be copy, encode or none, got {audio!r}")
         self.codec, self.crf, self.bitrate, self.preset = codec, crf, bitrate, preset
         self.container, self.pix_fmt, self.audio, self.threads = container, pix_fmt, audio, threads
         self.options = dict(options or {})
@@ -408,14 +411,15 @@ class _AudioOut:
 
     def __init__(self, oc, source, encode: Encode, start: float) -> None:
         self.oc, self.source = oc, source
-        self.copy = encode.audio == "copy" and source.codec_context.name in MP4_AUDIO and encode.container == "mp4"
+        self.copy = encode.audio == "copy" and source.codec_context.name in oc.supported_codecs
         self.offset = int(round(start / source.time_base))
         self.start = start
         if self.copy:
             self.stream = oc.add_stream_from_template(source)
         else:
             cc = source.codec_context
-            self.encoder = AudioEncoder(oc, "aac", cc.sample_rate, layout_for(None, cc.channels))
+            codec, rate = CONTAINER_AUDIO.get(encode.container, ("aac", cc.sample_rate))
+            self.encoder = AudioEncoder(oc, codec, rate, layout_for(None, cc.channels))
 
     def add(self, packet, end: Optional[float]) -> bool:
         """Route one packet; True once the span's audio is complete."""
