@@ -158,12 +158,13 @@ def decode_only(path: str) -> int:
         return sum(1 for _ in c.decode(video=0))
 
 
-def run_mode(fn: Callable[[str], int], paths: List[str], processes: int) -> float:
+def run_mode(fn: Callable[[str], int], paths: List[str], processes: int) -> "tuple[float, float]":
+    """Wall seconds and CPU seconds (workers and their ffmpeg children, reaped at pool exit) of one mode."""
+    cpu0, start = os.times(), time.perf_counter()
     with Pool(processes) as pool:
-        pool.map(fn, paths[:processes])  # warm the workers (imports, chain compile) outside the timing
-        start = time.perf_counter()
         pool.map(fn, paths, chunksize=1)
-        return time.perf_counter() - start
+    wall, cpu1 = time.perf_counter() - start, os.times()
+    return wall, (cpu1.children_user + cpu1.children_system) - (cpu0.children_user + cpu0.children_system)
 
 
 def main() -> None:
@@ -188,17 +189,23 @@ def main() -> None:
         modes["(a') ffmpeg CLI per video, no ffprobe, -threads 1"] = ffmpeg_cli_lean
     else:
         print("ffmpeg CLI not found: mode (a) skipped (apt-get install -y ffmpeg)")
-    times: Dict[str, List[float]] = {name: [] for name in modes}
+    walls: Dict[str, List[float]] = {name: [] for name in modes}
+    cpus: Dict[str, List[float]] = {name: [] for name in modes}
     for round_ in range(args.repeat):
         for name, fn in modes.items():
-            times[name].append(run_mode(fn, paths, args.processes))
-        print(f"round {round_ + 1}: " + ", ".join(f"{t[-1]:.1f}s" for t in times.values()))
-    median = {name: statistics.median(t) for name, t in times.items()}
-    ours_time = median[next(iter(modes))]
-    print(f"\n{'mode':58s} {'videos/s':>9s} {'time/ours':>10s}")
-    for name, t in median.items():
-        print(f"{name:58s} {len(paths) / t:9.2f} {t / ours_time:10.2f}")
-
+            wall, cpu = run_mode(fn, paths, args.processes)
+            walls[name].append(wall)
+            cpus[name].append(cpu)
+        print(f"round {round_ + 1}: " + ", ".join(f"{w[-1]:.1f}s" for w in walls.values()))
+    ours_name = next(iter(modes))
+    print(f"\nmedians of {args.repeat} rounds, {len(paths)} videos, {args.processes} processes "
+          "(ratios: per round, then median; >1 means slower than streamv2d)")
+    print(f"{'mode':56s} {'videos/s':>8s} {'wall/ours':>9s} {'cpu s/video':>11s} {'cpu/ours':>8s}")
+    for name in modes:
+        wall_ratio = statistics.median(w / o for w, o in zip(walls[name], walls[ours_name]))
+        cpu_ratio = statistics.median(c / o for c, o in zip(cpus[name], cpus[ours_name]))
+        print(f"{name:56s} {len(paths) / statistics.median(walls[name]):8.2f} {wall_ratio:9.2f} "
+              f"{statistics.median(cpus[name]) / len(paths):11.3f} {cpu_ratio:8.2f}")
 
 if __name__ == "__main__":
     main()
