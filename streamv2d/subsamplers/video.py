@@ -121,7 +121,8 @@ class Clip(VideoOp):
     ``cuts_are_clips``) or fixed ``window``-second windows; filtered and split by min/max length.
 
     precision: ``exact`` (re-encode, frame-exact), ``keyframe_adjusted`` (spans shrunk to keyframes, then
-    exact), ``keyframe`` (spans widened to keyframes and stream-copied, no re-encode, when alone in its group)."""
+    exact), ``keyframe`` (both ends moved to the next keyframe and stream-copied, no re-encode, when the Clip is
+    alone in its group). With ``window``, windows are the maximum length."""
 
     PRECISIONS = ("exact", "keyframe_adjusted", "keyframe")
 
@@ -159,7 +160,6 @@ class Clip(VideoOp):
             spans = _snap_to_keyframes(spans, keyframes(), duration)
         return spans
 
-
     def spans_in(self, sample: Sample, container) -> List[Span]:
         """:meth:`spans` for an open container; none left after filtering is a failure."""
         video = video_stream(container)
@@ -189,13 +189,9 @@ def _span_list(clips: Sequence) -> List[Sequence]:
 def _split(s: float, e: float, min_length: float, max_length: Optional[float]) -> List[Span]:
     """[s, e] cut into max_length pieces; a remainder (or whole span) shorter than min_length is dropped."""
     step = max_length or (e - s) or 1.0
-    pieces, t = [], s
-    while e - t > 1e-6:
-        piece_end = min(t + step, e)
-        if piece_end - t >= min_length:
-            pieces.append([t, piece_end])
-        t = piece_end
-    return pieces
+    count = max(1, math.ceil((e - s) / step - 1e-6))
+    pieces = [[s + i * step, min(s + (i + 1) * step, e)] for i in range(count)]
+    return [p for p in pieces if p[1] - p[0] >= min_length - 1e-9 and p[1] > p[0]]
 
 
 def _shrink_to_keyframes(spans: List[Span], keyframes: List[float]) -> List[Span]:
