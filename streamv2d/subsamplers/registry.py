@@ -1,0 +1,82 @@
+"""Subsamplers by name, for YAML/CLI configs: ``[{fps: {rate: 8}}, {resolution: {size: 256}}, probe]``."""
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any, Callable, Dict, List, Mapping, Sequence, Union
+
+from .audio import Audio
+from .base import SubsamplerLike
+from .cuts import CutDetection
+from .flow import OpticalFlow
+from .probe import Probe
+from .video import FPS, Clip, Encode, Resolution
+
+Factory = Callable[..., SubsamplerLike]
+ConfigItem = Union[str, Mapping[str, Any]]
+
+_REGISTRY: Dict[str, Factory] = {
+    "probe": Probe, "fps": FPS, "resolution": Resolution, "clip": Clip, "encode": Encode,
+    "cut_detection": CutDetection, "audio": Audio, "optical_flow": OpticalFlow,
+}
+#: modules whose ``Frames``-like classes register themselves on first use (they may not be installed)
+_LAZY = {"frames": ("streamv2d.subsamplers.frames", "Frames")}
+
+
+def register(name: str, factory: Factory) -> None:
+    """Make ``factory`` (a class or function returning a subsampler) available to configs as ``name``."""
+    _REGISTRY[name] = factory
+
+
+def available() -> Dict[str, Factory]:
+    """Every name a config may use, lazily registered ones included when importable."""
+    for name, (module, attr) in _LAZY.items():
+        if name not in _REGISTRY:
+            try:
+                _REGISTRY[name] = getattr(importlib.import_module(module), attr)
+            except (ImportError, AttributeError):
+                continue
+    return dict(_REGISTRY)
+
+
+def from_config(items: Sequence[ConfigItem]) -> List[SubsamplerLike]:
+    """Subsamplers from names and ``{name: options}`` items; options may be a mapping, a list of positional
+    values, a single value (the first parameter) or null. Unknown names or options raise ``ValueError``."""
+    if isinstance(items, (str, Mapping)):
+        raise ValueError("subsamplers must be a list of names or {name: options} items")
+    return [_build(item) for item in items]
+
+
+def _build(item: ConfigItem) -> SubsamplerLike:
+    if isinstance(item, str):
+        name, options = item, None
+    elif isinstance(item, Mapping) and len(item) == 1:
+        name, options = next(iter(item.items()))
+    else:
+        raise ValueError(f"a subsampler item is a name or a one-key {{name: options}} mapping, got {item!r}")
+    factories = available()
+    if name not in factories:
+        raise ValueError(f"unknown subsampler {name!r}; known: {', '.join(sorted(factories))}")
+    factory = factories[name]
+    args, kwargs = _arguments(options)
+    params = inspect.signature(factory).parameters
+    accepted = ", ".join(params)
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    unknown = sorted(set(kwargs) - set(params)) if not takes_any else []
+    if unknown:
+        raise ValueError(f"subsampler {name!r}: unknown option(s) {', '.join(unknown)}; accepted: {accepted}")
+    try:
+        inspect.signature(factory).bind(*args, **kwargs)
+    except TypeError as exc:
+        raise ValueError(f"subsampler {name!r}: {exc}; accepted options: {accepted}") from None
+    return factory(*args, **kwargs)
+
+
+def _arguments(options: Any) -> "tuple[list, dict]":
+    if options is None:
+        return [], {}
+    if isinstance(options, Mapping):
+        return [], dict(options)
+    if isinstance(options, (list, tuple)):
+        return list(options), {}
+    return [options], {}

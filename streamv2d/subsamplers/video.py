@@ -1,0 +1,513 @@
+"""Video ops (Clip, FPS, Resolution, Encode) and the fused pass that runs a group of them.
+
+One :class:`Transcode` decodes the input once from memory, keeps only the frames the target rate needs
+(skipping non-reference packets that are not wanted), runs a libav filter graph for size/crop/pad and encodes
+to memory — no subprocess, no temp file. ``compile_chain`` groups consecutive ops into one Transcode.
+"""
+from __future__ import annotations
+
+import copy
+import io
+import math
+from fractions import Fraction
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+import av
+
+from ..sample import Sample
+from .audio import AudioEncoder, layout_for
+from .base import Subsampler
+from .probe import MediaError, duration_seconds, keyframe_timestamps, media_bytes, open_media, stream_fps, \
+    video_stream
+
+Span = List[float]
+#: audio encoder and rate for containers that cannot take AAC
+CONTAINER_AUDIO = {"webm": ("libopus", 48000), "ogg": ("libopus", 48000)}
+
+
+class VideoOp(Subsampler):
+    """A video operation. ``compile_chain`` fuses consecutive ones into one pass; alone it is a pass of one."""
+
+    def __call__(self, sample: Sample):
+        return Transcode([self])(sample)
+
+
+class FPS(VideoOp):
+    """Resample to ``rate`` frames per second: output frame k shows the source frame on screen at k/rate."""
+
+    def __init__(self, rate: float, skip_nonref: bool = True) -> None:
+        if rate <= 0:
+            raise ValueError(f"fps rate must be positive, got {rate}")
+        self.rate, self.skip_nonref = rate, skip_nonref
+
+
+class Resolution(VideoOp):
+    """Resize into a ``size`` box (int: square; or width/height), modes ``scale``, ``crop``, ``pad`` combined.
+
+    scale alone sets the height (video2dataset); scale+crop covers the box then center-crops; scale+pad fits
+    inside then pads; crop/pad alone center-crop or pad to the box. Aspect is always kept; output is the box
+    whenever crop and pad are both given or scale is paired with one of them."""
+
+    MODES = ("scale", "crop", "pad")
+
+    def __init__(self, size: Union[int, Sequence[int], None] = None, mode: Union[str, Sequence[str]] = "scale",
+                 width: Optional[int] = None, height: Optional[int] = None) -> None:
+        modes = [m.strip() for m in (mode.split(",") if isinstance(mode, str) else mode) if m.strip()]
+        unknown = [m for m in modes if m not in self.MODES]
+        if unknown or not modes:
+            raise ValueError(f"resolution mode must combine {self.MODES}, got {mode!r}")
+        if size is not None and (width or height):
+            raise ValueError("set either size or width/height")
+        if isinstance(size, int):
+            width = height = size
+        elif size is not None:
+            width, height = size
+        if not (width or height):
+            raise ValueError("resolution needs a size")
+        self.width, self.height = width or height, height or width
+        self.mode = ",".join(m for m in self.MODES if m in modes)
+
+    def geometry(self, w: int, h: int) -> Tuple[List[Tuple[str, str]], Tuple[int, int]]:
+        """libav filters (name, args) turning a w×h picture into this box, and the output size."""
+        filters: List[Tuple[str, str]] = []
+        bw, bh = self.width, self.height
+        if "scale" in self.mode:
+            if "crop" in self.mode:
+                factor = max(bw / w, bh / h)
+            elif "pad" in self.mode:
+                factor = min(bw / w, bh / h)
+            else:
+                factor = bh / h
+            w, h = max(2, _even(w * factor)), max(2, _even(h * factor))
+            filters.append(("scale", f"{w}:{h}"))
+        if "crop" in self.mode and (w > bw or h > bh):
+            w, h = min(w, bw), min(h, bh)
+            filters.append(("crop", f"{w}:{h}"))
+        if "pad" in self.mode and (w < bw or h < bh):
+            w, h = max(w, bw), max(h, bh)
+            filters.append(("pad", f"{w}:{h}:(ow-iw)/2:(oh-ih)/2"))
+        return filters, (w, h)
+
+
+class Encode(VideoOp):
+    """Output settings of a fused pass: encoder, CRF or bitrate, preset, container, audio handling.
+
+    ``audio``: ``copy`` (stream copy when the container takes the codec, else re-encode), ``encode`` (AAC, or
+    Opus in WebM) or ``none``.
+    ``threads`` defaults to 1: samples already run in parallel (workers), and per-sample encoder threads only
+    add start-up and hand-off cost on short clips; 0 lets the encoder choose."""
+
+    def __init__(self, codec: str = "libx264", crf: Optional[int] = 23, bitrate: Optional[int] = None,
+                 preset: Optional[str] = "veryfast", container: str = "mp4", pix_fmt: str = "yuv420p",
+                 audio: str = "copy", threads: int = 1, options: Optional[Dict[str, str]] = None) -> None:
+        if audio not in ("copy", "encode", "none"):
+            raise ValueError(f"audio must be copy, encode or none, got {audio!r}")
+        self.codec, self.crf, self.bitrate, self.preset = codec, crf, bitrate, preset
+        self.container, self.pix_fmt, self.audio, self.threads = container, pix_fmt, audio, threads
+        self.options = dict(options or {})
+
+    def codec_options(self) -> Dict[str, str]:
+        opts = {}
+        if self.crf is not None and not self.bitrate:
+            opts["crf"] = str(self.crf)
+        if self.preset and self.codec in ("libx264", "libx265"):
+            opts["preset"] = self.preset
+        opts.update(self.options)
+        return opts
+
+
+class Clip(VideoOp):
+    """Split a video into clips ``{key}_{i}``: spans from ``json["clips"]`` (table column or CutDetection with
+    ``cuts_are_clips``) or fixed ``window``-second windows; filtered and split by min/max length.
+
+    precision: ``exact`` (re-encode, frame-exact), ``keyframe_adjusted`` (spans shrunk to keyframes, then
+    exact), ``keyframe`` (both ends moved to the next keyframe and stream-copied, no re-encode, when the Clip is
+    alone in its group). With ``window``, windows are the maximum length."""
+
+    PRECISIONS = ("exact", "keyframe_adjusted", "keyframe")
+
+    def __init__(self, window: Optional[float] = None, min_length: float = 0.0, max_length: Optional[float] = None,
+                 max_length_strategy: str = "all", precision: str = "exact") -> None:
+        if max_length_strategy not in ("all", "first"):
+            raise ValueError(f"max_length_strategy must be all or first, got {max_length_strategy!r}")
+        if precision not in self.PRECISIONS:
+            raise ValueError(f"precision must be one of {self.PRECISIONS}, got {precision!r}")
+        self.window, self.min_length, self.max_length = window, min_length, max_length
+        self.max_length_strategy, self.precision = max_length_strategy, precision
+
+    def spans(self, sample: Sample, duration: float, keyframes: Callable[[], List[float]],
+              frame: float) -> List[Span]:
+        """The clip spans of ``sample`` in seconds; raises when a requested span lies beyond the video."""
+        if self.window:
+            raw = [[0.0, duration]]
+            limit = self.window
+        else:
+            clips = sample.get("json", {}).get("clips")
+            if not clips:
+                raise MediaError("no clip spans: set Clip(window=...) or provide json['clips']")
+            raw = [[_seconds(s), _seconds(e)] for s, e in _span_list(clips)]
+            limit = self.max_length
+            for s, e in raw:
+                if e > duration + frame or s >= duration:
+                    raise MediaError(f"video lasts {duration:.2f} s, shorter than the requested clip [{s}, {e}]")
+        if self.precision == "keyframe_adjusted":
+            raw = _shrink_to_keyframes(raw, keyframes())
+        spans = []
+        for s, e in raw:
+            pieces = _split(s, min(e, duration), self.min_length, limit)
+            spans += pieces[:1] if self.max_length_strategy == "first" else pieces
+        if self.precision == "keyframe":
+            spans = _snap_to_keyframes(spans, keyframes(), duration)
+        return spans
+
+    def spans_in(self, sample: Sample, container) -> List[Span]:
+        """:meth:`spans` for an open container; none left after filtering is a failure."""
+        video = video_stream(container)
+        spans = self.spans(sample, duration_seconds(container, video), lambda: keyframe_timestamps(container, video),
+                           float(1 / stream_fps(video)))
+        if not spans:
+            raise MediaError(f"no clip longer than min_length={self.min_length} s")
+        return spans
+
+
+def _even(x: float) -> int:
+    return int(round(x / 2)) * 2
+
+
+def _seconds(t: Union[str, float]) -> float:
+    """Seconds from a number or an ``HH:MM:SS.fff`` string (video2dataset's clip format)."""
+    if isinstance(t, str):
+        hours, minutes, seconds = t.split(":")
+        return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    return float(t)
+
+
+def _span_list(clips: Sequence) -> List[Sequence]:
+    return [clips] if not isinstance(clips[0], (list, tuple)) else list(clips)
+
+
+def _split(s: float, e: float, min_length: float, max_length: Optional[float]) -> List[Span]:
+    """[s, e] cut into max_length pieces; a remainder (or whole span) shorter than min_length is dropped."""
+    step = max_length or (e - s) or 1.0
+    count = max(1, math.ceil((e - s) / step - 1e-6))
+    pieces = [[s + i * step, min(s + (i + 1) * step, e)] for i in range(count)]
+    return [p for p in pieces if p[1] - p[0] >= min_length - 1e-9 and p[1] > p[0]]
+
+
+def _shrink_to_keyframes(spans: List[Span], keyframes: List[float]) -> List[Span]:
+    """Each span narrowed to the first and last keyframe inside it (video2dataset's keyframe_adjusted)."""
+    out = []
+    for s, e in spans:
+        inside = [k for k in keyframes if s <= k <= e]
+        if len(inside) >= 2 and inside[0] != inside[-1]:
+            out.append([inside[0], inside[-1]])
+    return out
+
+
+def _snap_to_keyframes(spans: List[Span], keyframes: List[float], duration: float) -> List[Span]:
+    """Both ends moved to the first keyframe at or after them (as a stream-copy segmenter cuts); empty or
+    repeated spans dropped."""
+    def snap(t: float) -> float:
+        return next((k for k in keyframes if k >= t - 1e-6), duration)
+    out: List[Span] = []
+    for s, e in spans:
+        span = [snap(s), snap(e)]
+        if span[1] > span[0] and span not in out:
+            out.append(span)
+    return out
+
+
+class FrameSelector:
+    """Which decoded frames a ``rate`` fps output over [start, end) needs, known from a packet's pts alone —
+    what lets the decoder skip unwanted non-reference packets without changing the result."""
+
+    def __init__(self, start: float, end: Optional[float], rate: Fraction, time_base: Fraction,
+                 default_duration: int) -> None:
+        start_f = Fraction(start).limit_denominator(1_000_000)
+        # slot(t) = ceil((t - start) * rate) with t = pts * time_base, kept in integers: (pts * a - b) / d
+        scale, offset = time_base * rate, start_f * rate
+        self._a = scale.numerator * offset.denominator
+        self._b = offset.numerator * scale.denominator
+        self._d = scale.denominator * offset.denominator
+        self._last = None if end is None else math.ceil((Fraction(end).limit_denominator(1_000_000) - start_f) * rate)
+        self._end_pts = None if end is None else Fraction(end).limit_denominator(1_000_000) / time_base
+        self.default_duration = default_duration
+
+    @classmethod
+    def for_stream(cls, video, start: float, end: Optional[float], rate: Fraction) -> "FrameSelector":
+        default_duration = int(round(1 / (stream_fps(video) * video.time_base)))
+        return cls(start, end, rate, video.time_base, default_duration)
+
+    def _slot(self, pts: int) -> int:
+        return -((self._b - pts * self._a) // self._d)  # ceil division
+
+    def slots(self, pts: Optional[int], duration: Optional[int]) -> range:
+        """Output frame indices shown by a frame displayed from ``pts`` for ``duration`` (time-base units)."""
+        if pts is None:
+            return range(0)
+        first = max(0, self._slot(pts))
+        last = self._slot(pts + (duration or self.default_duration))  # exclusive
+        if self._last is not None:
+            last = min(last, self._last)
+        return range(first, max(first, last))
+
+    def past_end(self, pts: int) -> bool:
+        return self._end_pts is not None and pts >= self._end_pts
+
+
+class Transcode(Subsampler):
+    """A fused group of video ops: one in-memory decode → filter graph → encode per span (or the whole video)."""
+
+    def __init__(self, ops: Sequence[VideoOp]) -> None:
+        self.ops = list(ops)
+        self.clip = next((op for op in ops if isinstance(op, Clip)), None)
+        self.fps = next((op for op in reversed(ops) if isinstance(op, FPS)), None)
+        self.resolutions = [op for op in ops if isinstance(op, Resolution)]
+        encodes = [op for op in ops if isinstance(op, Encode)]
+        self.encode = encodes[-1] if encodes else Encode()
+        self.remux = self.clip is not None and self.clip.precision == "keyframe" and len(ops) == 1
+
+    def config(self) -> Dict[str, Any]:
+        return {"ops": [(type(op).__name__, op.config()) for op in self.ops]}
+
+    def __call__(self, sample: Sample) -> Union[Sample, List[Sample]]:
+        ext, data = media_bytes(sample)
+        with open_media(data) as container:
+            video_stream(container)
+            if self.clip is None:
+                sample.pop(ext)
+                sample[self.encode.container] = self._encode(container, None)
+                return sample
+            spans = self.clip.spans_in(sample, container)
+            if self.remux:
+                outputs, out_ext = [_remux_span(container, span) for span in spans], ext
+            else:
+                outputs, out_ext = [self._encode(container, span) for span in spans], self.encode.container
+        return clip_samples(sample, ext, spans, [{out_ext: o} for o in outputs])
+
+    def _encode(self, container, span: Optional[Span]) -> bytes:
+        video = container.streams.video[0]
+        source_rate = stream_fps(video)
+        rate = Fraction(self.fps.rate).limit_denominator(1001) if self.fps else source_rate
+        start, end = (span[0], span[1]) if span else (0.0, None)
+        selector = FrameSelector.for_stream(video, start, end, rate)
+        audio = container.streams.audio[0] if container.streams.audio and self.encode.audio != "none" else None
+        out = io.BytesIO()
+        with av.open(out, mode="w", format=self.encode.container) as oc:
+            sink = VideoSink(oc, video, rate, self.resolutions, self.encode)
+            audio_out = _AudioOut(oc, audio, self.encode, start) if audio is not None else None
+            skip = self.fps is not None and self.fps.skip_nonref and rate < source_rate
+            _seek(container, video, start)
+            for frame, slots in decode_selected(container, video, selector, skip, audio_out, end):
+                sink.write(frame, slots)
+            if sink.count == 0:
+                raise MediaError(f"no frames decoded in span {span}")
+            sink.flush()
+            if audio_out is not None:
+                audio_out.flush()
+        return out.getvalue()
+
+
+def decode_selected(container, video, selector: FrameSelector, skip: bool, audio_out=None,
+                    end: Optional[float] = None) -> Iterator[Tuple[Any, range]]:
+    """Decode from the current position, yielding (frame, output slots) for frames the selector wants.
+
+    With ``skip``, non-reference packets whose pts no slot wants are not decoded (switched per packet: a whole-run
+    ``skip_frame`` returns wrong frames on B-frame files). Audio packets go to ``audio_out`` on the way."""
+    streams = [video] + ([audio_out.source] if audio_out is not None else [])
+    cc = video.codec_context
+    durations: Dict[int, Optional[int]] = {}
+    video_done = False
+    try:
+        for packet in container.demux(*streams):
+            if packet.stream is not video:
+                if audio_out.add(packet, end) and video_done:
+                    return
+                continue
+            if video_done:
+                continue
+            if packet.pts is not None:
+                durations[packet.pts] = packet.duration
+            if skip:
+                wanted = packet.pts is None or len(selector.slots(packet.pts, packet.duration)) > 0
+                cc.skip_frame = "DEFAULT" if wanted else "NONREF"
+            for frame in video.decode(packet):
+                if frame.pts is None:
+                    continue
+                if selector.past_end(frame.pts):
+                    video_done = True
+                    break
+                slots = selector.slots(frame.pts, durations.pop(frame.pts, None))
+                if slots:
+                    yield frame, slots
+            if video_done and audio_out is None:
+                return
+    finally:
+        cc.skip_frame = "DEFAULT"
+
+
+def analysis_rate(video, fps: Optional[float]) -> Fraction:
+    """The rate an analysis pass samples at: ``fps`` capped by the source's, or the source's."""
+    source = stream_fps(video)
+    return min(Fraction(fps).limit_denominator(1001), source) if fps else source
+
+
+def reduced_frames(container, video, rate: Fraction, width: int, fmt: str = "rgb24") -> Iterator[Any]:
+    """Whole-video frames at ``rate``, downscaled to ``width`` (aspect kept), as numpy arrays; for analysis."""
+    cc = video.codec_context
+    height = max(2, _even(cc.height * width / cc.width))
+    selector = FrameSelector.for_stream(video, 0.0, None, rate)
+    for frame, _ in decode_selected(container, video, selector, skip=rate < stream_fps(video)):
+        yield frame.reformat(width=width, height=height, format=fmt).to_ndarray()
+
+
+class VideoSink:
+    """The filter graph (size, crop, pad, pixel format) and the encoder of one output video stream."""
+
+    def __init__(self, oc, source, rate: Fraction, resolutions: Sequence[Resolution], encode: Encode) -> None:
+        cc = source.codec_context
+        w, h = cc.width, cc.height
+        filters: List[Tuple[str, str]] = []
+        for resolution in resolutions:
+            more, (w, h) = resolution.geometry(w, h)
+            filters += more
+        w, h = w - w % 2, h - h % 2  # 4:2:0 encoders need even sizes
+        filters.append(("scale", f"{w}:{h}"))
+        filters.append(("format", encode.pix_fmt))
+        self.graph = av.filter.Graph()
+        nodes = [self.graph.add_buffer(template=source)]
+        nodes += [self.graph.add(name, args) for name, args in filters]
+        nodes.append(self.graph.add("buffersink"))
+        self.graph.link_nodes(*nodes)
+        self.graph.configure()
+        self.stream = oc.add_stream(encode.codec, rate=rate, options=encode.codec_options())
+        self.stream.width, self.stream.height, self.stream.pix_fmt = w, h, encode.pix_fmt
+        if encode.bitrate:
+            self.stream.bit_rate = encode.bitrate
+        self.stream.codec_context.thread_count = encode.threads
+        self.time_base = Fraction(1) / rate
+        self.oc, self.count = oc, 0
+
+    def write(self, frame, slots: range) -> None:
+        self.graph.push(frame)
+        out = self.graph.pull()
+        for k in slots:
+            if k < self.count:  # never go back in time (VFR input)
+                continue
+            out.pts, out.time_base = k, self.time_base
+            self.oc.mux(self.stream.encode(out))
+            self.count = k + 1
+
+    def flush(self) -> None:
+        self.oc.mux(self.stream.encode(None))
+
+
+class _AudioOut:
+    """The audio of a span: packets stream-copied with shifted timestamps, or decoded and re-encoded to AAC."""
+
+    def __init__(self, oc, source, encode: Encode, start: float) -> None:
+        self.oc, self.source = oc, source
+        self.copy = encode.audio == "copy" and source.codec_context.name in oc.supported_codecs
+        self.offset = int(round(start / source.time_base))
+        self.start = start
+        if self.copy:
+            self.stream = oc.add_stream_from_template(source)
+        else:
+            cc = source.codec_context
+            codec, rate = CONTAINER_AUDIO.get(encode.container, ("aac", cc.sample_rate))
+            self.encoder = AudioEncoder(oc, codec, rate, layout_for(None, cc.channels))
+
+    def add(self, packet, end: Optional[float]) -> bool:
+        """Route one packet; True once the span's audio is complete."""
+        if packet.pts is None:
+            return packet.size == 0
+        t = float(packet.pts * self.source.time_base)
+        if end is not None and t >= end:
+            return True
+        if t < self.start:
+            return False
+        if self.copy:
+            packet.pts -= self.offset
+            packet.dts = packet.pts
+            packet.stream = self.stream
+            self.oc.mux(packet)
+        else:
+            for frame in self.source.decode(packet):
+                self.encoder.encode(frame)
+        return False
+
+    def flush(self) -> None:
+        if not self.copy:
+            self.encoder.flush()
+
+
+def _seek(container, stream, start: float) -> None:
+    container.seek(int(start / stream.time_base) if start > 0 else 0, stream=stream, backward=True)
+
+
+def _remux_span(container, span: Span) -> bytes:
+    """Stream-copy the packets of a keyframe-aligned ``span``: no decoding, no re-encoding."""
+    video = container.streams.video[0]
+    streams = [video] + list(container.streams.audio[:1])
+    _seek(container, video, span[0])
+    out = io.BytesIO()
+    with av.open(out, mode="w", format="mp4") as oc:
+        targets = {s.index: oc.add_stream_from_template(s) for s in streams}
+        done = set()
+        for packet in container.demux(*streams):
+            if packet.pts is None:
+                continue
+            t = float(packet.pts * packet.stream.time_base)
+            if t >= span[1] - 1e-6 and (packet.stream is not video or packet.is_keyframe):
+                done.add(packet.stream.index)
+                if len(done) == len(streams):
+                    break
+                continue
+            if t >= span[0] - 1e-6 and packet.stream.index not in done:
+                _shift(packet, span[0], targets[packet.stream.index])
+                oc.mux(packet)
+    return out.getvalue()
+
+
+def _shift(packet, start: float, target) -> None:
+    offset = int(round(start / packet.stream.time_base))
+    packet.pts -= offset
+    if packet.dts is not None:
+        packet.dts -= offset
+    packet.stream = target
+
+
+def clip_samples(sample: Sample, ext: str, spans: Sequence[Span], media: Sequence[Dict[str, Any]],
+                 shared: bool = False) -> List[Sample]:
+    """One sample per span keyed ``{key}_{i}``, with video2dataset's clip metadata (``clips``, ``key``) plus
+    ``original_key``; ``media`` gives each clip's payloads. ``shared``: the media is the whole original, so
+    ``json["span"]`` tells the next subsampler which part to read."""
+    key = sample["__key__"]
+    base = {k: v for k, v in sample.items() if k not in (ext, "json", "__key__")}
+    meta = sample.get("json", {})
+    out = []
+    for i, (span, payload) in enumerate(zip(spans, media)):
+        clip_meta = copy.deepcopy(meta)
+        clip_meta.update(clips=[list(span)], original_key=meta.get("key", key),
+                         key=f"{meta.get('key', key)}_{i}", clip_index=i)
+        if shared:
+            clip_meta["span"] = list(span)
+        out.append({**base, "__key__": f"{key}_{i}", **payload, "json": clip_meta})
+    return out
+
+
+class SpanClip(Subsampler):
+    """Clip without encoding, for a following ``Frames``: each clip shares the original bytes and carries
+    ``json["span"]``; FPS/Resolution in the same group are left to Frames' own options."""
+
+    def __init__(self, clip: Clip) -> None:
+        self.clip = clip
+
+    def config(self) -> Dict[str, Any]:
+        return {"clip": self.clip.config()}
+
+    def __call__(self, sample: Sample) -> List[Sample]:
+        ext, data = media_bytes(sample)
+        with open_media(data) as container:
+            spans = self.clip.spans_in(sample, container)
+        return clip_samples(sample, ext, spans, [{ext: data}] * len(spans), shared=True)

