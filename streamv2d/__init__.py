@@ -4,9 +4,11 @@ from .errors import FetchError, SourceError, StreamV2DError
 from .fetch import FetchConfig
 from .sources import InputShard, Source, TableSource, TarSource
 from .stats import ShardStats
-from .subsamplers import Subsampler
+from .subsamplers import (FPS, Audio, Clip, CutDetection, Encode, MediaError, OpticalFlow, Probe, Resolution,
+                          Subsampler, from_config)
 
 __version__ = "0.1.0"
 
-__all__ = ["FetchConfig", "FetchError", "InputShard", "ShardStats", "Source", "SourceError", "StreamV2DError",
+__all__ = ["FPS", "Audio", "Clip", "CutDetection", "Encode", "MediaError", "OpticalFlow", "Probe", "Resolution",
+           "from_config", "FetchConfig", "FetchError", "InputShard", "ShardStats", "Source", "SourceError", "StreamV2DError",
            "Subsampler", "TableSource", "TarSource", "VideoDataset", "__version__"]

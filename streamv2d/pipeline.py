@@ -15,7 +15,7 @@ from .fetch.pool import ordered_map
 from .sample import Sample, is_success
 from .sources import InputShard, Source
 from .stats import ShardStats
-from .subsamplers import SubsamplerLike, run_chain
+from .subsamplers import SubsamplerLike, compile_chain, run_chain
 
 log = logging.getLogger("streamv2d")
 
@@ -34,7 +34,8 @@ class ShardProcessor:
         self.source = source
         self.config = fetch
         self.fetcher = Fetcher(fetch)
-        self.subsamplers = list(subsamplers)
+        self.subsamplers = list(subsamplers)            # as given: what the cache fingerprint describes
+        self.chain = compile_chain(self.subsamplers)     # as run: consecutive video ops fused into one pass
         self._executor: Optional[ThreadPoolExecutor] = None
         self._executor_pid = 0
 
@@ -85,4 +86,4 @@ class ShardProcessor:
         else:
             nbytes = sum(len(v) for v in row.values() if isinstance(v, bytes))
         status = {"__key__": row["__key__"], "json": dict(row.get("json", {}))}
-        return nbytes, status, run_chain(row, self.subsamplers)
+        return nbytes, status, run_chain(row, self.chain)

@@ -123,3 +123,50 @@ def test_bad_config_and_input_exit_2(tmp_path, capsys):
     assert "unknown key(s) in storage: ['colour']" in capsys.readouterr().err
     assert main(["materialize", str(tmp_path / "missing.csv"), str(tmp_path / "o")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_video2dataset_subsampling_maps_to_ours(tmp_path):
+    config = tmp_path / "v2d.yaml"
+    config.write_text("""
+subsampling:
+    ResolutionSubsampler: {args: {video_size: 224, resize_mode: "scale,crop,pad"}}
+    FrameSubsampler: {args: {frame_rate: 5}}
+    CutDetectionSubsampler: {cuts_are_clips: True, args: {cut_detection_mode: "all", framerates: null,
+                                                          threshold: 11.5, min_scene_len: 15}}
+    ClippingSubsampler: {args: {min_length: 4.0, max_length: 10.0, max_length_strategy: "all",
+                                precision: "keyframe_adjusted"}}
+    FFProbeSubsampler: {args: {extract_keyframes: False}}
+    WhisperSubsampler: {args: {model_name: "large-v2"}}
+""")
+    job = load_config(str(config))
+    assert [type(s).__name__ for s in job.subsamplers] == ["Probe", "CutDetection", "Clip", "FPS", "Resolution"]
+    cuts, clip, fps, res = job.subsamplers[1:]
+    assert cuts.cuts_are_clips and cuts.threshold == 11.5 and clip.precision == "keyframe_adjusted"
+    assert fps.rate == 5 and (res.width, res.height, res.mode) == (224, 224, "scale,crop,pad")
+    assert any("WhisperSubsampler" in line for line in job.ignored)
+
+
+def test_materialize_with_our_yaml_transcodes(tmp_path, url_rows):
+    import av
+    import io
+
+    config = tmp_path / "job.yaml"
+    config.write_text("""
+subsampling:
+  - probe
+  - fps: {rate: 5}
+  - resolution: {size: 64, mode: "scale,crop,pad"}
+reading: {caption_col: caption, samples_per_shard: 2}
+storage: {format: tar}
+distribution: {processes: 2, threads: 2}
+""")
+    table = write_csv(str(tmp_path / "t.csv"), url_rows[:3])
+    out = str(tmp_path / "out")
+    assert main(["materialize", table, out, "--config", str(config), "-q"]) == 0
+    samples = list(wds.WebDataset(os.path.join(out, "{00000..00001}.tar"), shardshuffle=False))
+    assert len(samples) == 3
+    with av.open(io.BytesIO(samples[0]["mp4"])) as container:
+        stream = container.streams.video[0]
+        assert (stream.codec_context.width, stream.codec_context.height) == (64, 64)
+        assert abs(float(stream.average_rate) - 5) < 0.01
+    assert "video_metadata" in json.loads(samples[0]["json"])

@@ -80,3 +80,42 @@ def _arguments(options: Any) -> "tuple[list, dict]":
     if isinstance(options, (list, tuple)):
         return list(options), {}
     return [options], {}
+
+
+#: video2dataset subsampler class → (our name, {their arg: our option}), in the order video2dataset applies them.
+_V2D = {
+    "FFProbeSubsampler": ("probe", {"extract_keyframes": "keyframes"}),
+    "CutDetectionSubsampler": ("cut_detection", {"cut_detection_mode": "cut_detection_mode", "threshold": "threshold",
+                                                 "min_scene_len": "min_scene_len", "framerates": None}),
+    "ClippingSubsampler": ("clip", {"min_length": "min_length", "max_length": "max_length",
+                                    "max_length_strategy": "max_length_strategy", "precision": "precision"}),
+    "FrameSubsampler": ("fps", {"frame_rate": "rate"}),
+    "ResolutionSubsampler": ("resolution", {"video_size": "size", "resize_mode": "mode"}),
+    "AudioRateSubsampler": ("audio", {"sample_rate": "rate", "n_audio_channels": "channels",
+                                      "encode_format": "format"}),
+    "OpticalFlowSubsampler": ("optical_flow", {"target_fps": "fps"}),
+}
+
+
+def from_video2dataset(spec: Mapping[str, Any], ignored: List[str]) -> List[SubsamplerLike]:
+    """Subsamplers from a video2dataset ``subsampling:`` mapping (``{ClassName: {args: {...}}}``), applied in
+    video2dataset's order; what has no counterpart is appended to ``ignored`` as ``"key: reason"`` lines."""
+    items: List[ConfigItem] = []
+    for class_name, (name, renames) in _V2D.items():
+        if class_name not in spec:
+            continue
+        entry = spec[class_name] or {}
+        options: Dict[str, Any] = {}
+        if entry.get("cuts_are_clips"):
+            options["cuts_are_clips"] = True
+        for arg, value in (entry.get("args") or {}).items():
+            ours = renames.get(arg)
+            if ours is None:
+                ignored.append(f"subsampling.{class_name}.args.{arg}: not supported")
+            elif value is not None:
+                options[ours] = value
+        items.append({name: options})
+    for class_name in spec:
+        if class_name not in _V2D:
+            ignored.append(f"subsampling.{class_name}: no streamv2d counterpart (use a custom subsampler)")
+    return from_config(items)
