@@ -170,3 +170,11 @@ distribution: {processes: 2, threads: 2}
         assert (stream.codec_context.width, stream.codec_context.height) == (64, 64)
         assert abs(float(stream.average_rate) - 5) < 0.01
     assert "video_metadata" in json.loads(samples[0]["json"])
+
+
+def test_example_job_file_loads():
+    job = load_config(os.path.join(ROOT, "examples", "job.yaml"))
+    assert [type(s).__name__ for s in job.subsamplers] == ["Probe", "FPS", "Resolution", "Encode"]
+    assert job.fetch.max_bytes == 500_000_000 and job.fetch.yt_dlp_options == {"format": "best[height<=360]"}
+    assert (job.processes, job.fetch.threads, job.output_format) == (2, 8, "tar")
+    assert job.reading == {"url_col": "url", "caption_col": "caption", "samples_per_shard": 1000}
