@@ -13,7 +13,7 @@ import pytest
 from streamv2d.decode import DecodeError, VideoInfo, backend_names, get_opener
 from streamv2d.decode.geometry import center_crop, scaled_size
 from streamv2d.decode.pyav import PyAVReader
-from streamv2d.decode.sampling import frame_step, sample_indices, span_frames
+from streamv2d.decode.sampling import frame_step, keyframe_runs, sample_indices, span_frames
 from streamv2d.demo import make_video
 
 
@@ -39,6 +39,14 @@ def bframe_video(frames: int = 60, fps: int = 30, width: int = 160, height: int 
 def full_decode(data: bytes) -> list:
     with av.open(io.BytesIO(data)) as container:
         return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+
+
+def keyframe_indices(data: bytes) -> list:
+    """Presentation indices of keyframe packets, found by demuxing everything (the slow, sure way)."""
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.video[0]
+        step = 1 / (stream.average_rate * stream.time_base)
+        return sorted(round(p.pts / step) for p in container.demux(stream) if p.is_keyframe and p.pts is not None)
 
 
 @pytest.fixture(scope="module")
@@ -160,3 +168,19 @@ def test_step_windows():
     assert [b - a for a, b in zip(window, window[1:])] == [3, 3, 3] and 10 <= window[0] and window[-1] < 30
     with pytest.raises(DecodeError, match="need 10 frames but the clip has 9"):
         sample_indices(range(9), 4, "uniform", 3.0, rng)
+
+
+def test_keyframe_runs():
+    assert keyframe_runs([5, 20, 40, 70], []) == [[5, 20, 40, 70]]
+    assert keyframe_runs([5, 20, 40, 70], [0, 30, 60]) == [[5, 20], [40], [70]]
+    assert keyframe_runs([5, 30, 31], [0, 30]) == [[5], [30, 31]]
+    assert keyframe_runs([30, 45], [0, 30]) == [[30, 45]]
+
+
+@pytest.mark.parametrize("jump_gops", [True, False])
+def test_gop_jumps_are_exact_and_reader_reusable(bframes, jump_gops):
+    full = full_decode(bframes)
+    with PyAVReader(bframes, jump_gops=jump_gops) as reader:
+        assert reader._keyframes() == (keyframe_indices(bframes) if jump_gops else [])
+        for indices in ([1, 13, 26, 50], [0, 11, 12, 59], [3, 4]):
+            np.testing.assert_array_equal(reader.read(indices), np.stack([full[i] for i in indices]))

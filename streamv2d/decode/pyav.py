@@ -1,5 +1,6 @@
-"""PyAV backend: one seek to the keyframe before the first wanted frame, then sequential decoding that
-keeps only wanted frames, skips non-reference packets nobody wants, and stops after the last wanted one."""
+"""PyAV backend: seek to the keyframe before the first wanted frame, then decode sequentially, keeping only
+wanted frames, skipping non-reference packets nobody wants, and stopping after the last wanted one; when a
+keyframe lies between two wanted frames, seek to it instead of decoding the rest of the GOP."""
 from __future__ import annotations
 
 import io
@@ -9,13 +10,15 @@ import numpy as np
 
 from .base import DecodeError, VideoInfo, VideoReader, gather
 from .geometry import center_crop, scaled_size
+from .sampling import keyframe_runs
 
 
 class PyAVReader(VideoReader):
     """Decodes from bytes in memory. ``threads`` is the codec's thread count (1 by default: DataLoader
-    workers and the fetch pool already keep the cores busy); ``skip_nonref`` enables per-packet skipping."""
+    workers and the fetch pool already keep the cores busy); ``skip_nonref`` enables per-packet skipping,
+    ``jump_gops`` the seeks over GOPs that hold no wanted frame."""
 
-    def __init__(self, data: bytes, threads: int = 1, skip_nonref: bool = True):
+    def __init__(self, data: bytes, threads: int = 1, skip_nonref: bool = True, jump_gops: bool = True):
         import av
 
         try:
@@ -32,7 +35,7 @@ class PyAVReader(VideoReader):
         if not rate:
             self._container.close()
             raise DecodeError("video stream has no frame rate")
-        self._skip_nonref = skip_nonref
+        self._skip_nonref, self._jump_gops = skip_nonref, jump_gops
         self._start = stream.start_time or 0
         self._pts_per_frame = float(1 / (rate * stream.time_base))
         num_frames = stream.frames or int(self._duration_seconds() * float(rate))
@@ -50,21 +53,30 @@ class PyAVReader(VideoReader):
     def _index(self, pts: int) -> int:
         return round((pts - self._start) / self._pts_per_frame)
 
+    def _keyframes(self) -> "list[int]":
+        """Keyframe indices from the container's index (no decoding). Index timestamps are decode times,
+        earlier than presentation times by the reorder delay of the first frame, which is added back."""
+        entries = self._stream.index_entries
+        if not self._jump_gops or len(entries) == 0:
+            return []
+        delay = max(0, -self._index(entries[0].timestamp))
+        return sorted(self._index(e.timestamp) + delay for e in entries if e.is_keyframe)
+
     def read(self, indices: Sequence[int], size: Optional[int] = None) -> np.ndarray:
         import av
 
-        wanted = set(indices)
-        first, last = min(wanted), max(wanted)
+        wanted = sorted(set(indices))
         width, height = scaled_size(self.info.width, self.info.height, size)
         decoded: Dict[int, np.ndarray] = {}
         try:
-            if first > 0:
-                self._container.seek(self._start + int(first * self._pts_per_frame), stream=self._stream,
+            for run in keyframe_runs(wanted, self._keyframes() if len(wanted) > 1 else []):
+                self._container.seek(self._start + int(run[0] * self._pts_per_frame), stream=self._stream,
                                      backward=True, any_frame=False)
-            for index, frame in self._frames(wanted, last):
-                if index in wanted:
-                    rgb = frame.to_ndarray(format="rgb24", width=width, height=height)
-                    decoded[index] = np.ascontiguousarray(center_crop(rgb, size))
+                keep = set(run)
+                for index, frame in self._frames(keep, run[-1]):
+                    if index in keep:
+                        rgb = frame.to_ndarray(format="rgb24", width=width, height=height)
+                        decoded[index] = np.ascontiguousarray(center_crop(rgb, size))
         except av.FFmpegError as exc:
             raise DecodeError(f"decoding failed: {exc}") from exc
         return gather(decoded, indices)

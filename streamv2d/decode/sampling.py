@@ -1,6 +1,7 @@
 """Which frames to decode: a span in seconds → frame indices, uniform or random, with an optional step."""
 from __future__ import annotations
 
+import bisect
 import math
 import random
 from typing import List, Optional, Sequence
@@ -56,3 +57,17 @@ def sample_indices(frames: range, num_frames: int, sampling: str, step: Optional
         shift = room // 2 if sampling == "uniform" else rng.randint(0, room)
         offsets = [o + shift for o in offsets]
     return [frames[o] for o in offsets]
+
+
+def keyframe_runs(wanted: Sequence[int], keyframes: Sequence[int]) -> List[List[int]]:
+    """Split sorted ``wanted`` indices into runs to decode after one seek each: a new run starts where a
+    keyframe lies after the previous wanted frame and at or before the next, so the GOP tail between
+    them is never decoded. Without keyframes, one run: a single seek, then sequential decoding."""
+    runs = [[wanted[0]]]
+    for previous, current in zip(wanted, wanted[1:]):
+        before = bisect.bisect_right(keyframes, current)
+        if before and keyframes[before - 1] > previous:
+            runs.append([current])
+        else:
+            runs[-1].append(current)
+    return runs
