@@ -13,6 +13,7 @@ import argparse
 import csv
 import io
 import os
+import resource
 import statistics
 import sys
 import time
@@ -127,15 +128,24 @@ def clips_in(item) -> int:
     return frames.shape[0] if frames.dim() == 5 else 1
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and its finished children (the DataLoader workers, once joined)."""
+    return sum(getattr(resource.getrusage(who), f) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+               for f in ("ru_utime", "ru_stime"))
+
+
 def run(make_loader: Callable[[], DataLoader]) -> Dict[str, float]:
-    """Time to first item after ``iter(loader)`` and clips/s over the whole epoch (workers' start included)."""
+    """Time to first item after ``iter(loader)``, clips/s over the whole epoch (workers' start included),
+    and CPU seconds per clip — the figure least disturbed by other load on the machine."""
     loader = make_loader()
-    start = time.perf_counter()
+    cpu, start = cpu_seconds(), time.perf_counter()
     items = iter(loader)
     first = next(items)
     first_at = time.perf_counter() - start
     clips = clips_in(first) + sum(clips_in(item) for item in items)
-    return {"clips": clips, "rate": clips / (time.perf_counter() - start), "first": first_at}
+    del items  # joins the workers, so their CPU time is counted
+    return {"clips": clips, "rate": clips / (time.perf_counter() - start), "first": first_at,
+            "cpu": (cpu_seconds() - cpu) / clips}
 
 
 def compare(label: str, loaders: Dict[str, Callable[[], DataLoader]], repeats: int) -> None:
@@ -148,8 +158,9 @@ def compare(label: str, loaders: Dict[str, Callable[[], DataLoader]], repeats: i
     for name, runs in results.items():
         rate = statistics.median(r["rate"] for r in runs)
         first = statistics.median(r["first"] for r in runs)
-        print(f"  {name:28s} {rate:7.2f} clips/s  {rate / plain_rate:4.2f}× plain   first item {first:5.2f} s"
-              f"   ({int(runs[0]['clips'])} clips; rates {[round(r['rate'], 1) for r in runs]})")
+        cpu = statistics.median(r["cpu"] for r in runs)
+        print(f"  {name:24s} {rate:7.2f} clips/s  {rate / plain_rate:4.2f}× plain  first item {first:5.2f} s  "
+              f"cpu {1000 * cpu:5.1f} ms/clip  ({int(runs[0]['clips'])} clips; rates {[round(r['rate'], 1) for r in runs]})")
 
 
 def main() -> None:
@@ -161,6 +172,8 @@ def main() -> None:
     parser.add_argument("--fetch-threads", type=int, default=4)
     parser.add_argument("--cache", default="/tmp/streamv2d-bench")
     parser.add_argument("--only", choices=["a", "b"])
+    parser.add_argument("--latency", type=float, default=0.0,
+                        help="seconds the server waits before each response in (a), like a remote CDN")
     args = parser.parse_args()
     originals = bench_corpus(args.cache, args.videos)
     names = sorted(originals)
@@ -169,7 +182,8 @@ def main() -> None:
 
     if args.only in (None, "a"):
         with LoopbackServer(args.cache) as server:
-            urls = [server.url(f"videos/{names[i % len(names)]}") for i in range(args.rows)]
+            route = f"slow/{args.latency:g}" if args.latency else "videos"
+            urls = [server.url(f"{route}/{names[i % len(names)]}") for i in range(args.rows)]
             table = os.path.join(args.cache, "urls.csv")
             with open(table, "w", newline="") as f:
                 csv.writer(f).writerows([["url"]] + [[u] for u in urls])
@@ -179,7 +193,7 @@ def main() -> None:
                 return lambda: loader(VideoDataset(table, samples_per_shard=per_shard, subsamplers=[frames],
                                                    fetch_threads=args.fetch_threads, batch_size=batch_size))
 
-            compare("(a) on the fly: URL table → 8 frames 224²", {
+            compare(f"(a) on the fly: URL table → 8 frames 224², server latency {args.latency:g} s", {
                 "plain": lambda: loader(PlainURLLoader(urls)),
                 f"streamv2d batch={args.batch_size}": ours(args.batch_size),
                 "streamv2d unbatched": ours(None),

@@ -1,10 +1,13 @@
 """``Frames``: decode a clip straight to a ``uint8 [T, H, W, C]`` tensor for training."""
 from __future__ import annotations
 
+import os
 import random
+import threading
 from typing import Any, Dict, Optional
 
 import torch
+from torch.utils.data import get_worker_info
 
 from ..decode import get_opener
 from ..decode.sampling import SAMPLINGS, frame_step, sample_indices, span_frames
@@ -57,7 +60,7 @@ class Frames(Subsampler):
             raise ValueError("sample has no video payload")
         meta = dict(sample.get("json", {}))
         rng = random.Random(f"{self.seed}/{sample['__key__']}")
-        with self._open(sample[ext], threads=self.threads) as reader:
+        with decode_slot(), self._open(sample[ext], threads=self.threads) as reader:
             info = reader.info
             frames = span_frames(info, meta.get("span"))
             indices = sample_indices(frames, self.num_frames, self.sampling, frame_step(info, self.fps, self.stride),
@@ -69,3 +72,22 @@ class Frames(Subsampler):
         out["json"] = meta
         out["frames"] = torch.from_numpy(array)
         return out
+
+
+_SLOTS: Dict[int, threading.BoundedSemaphore] = {}
+_SLOTS_LOCK = threading.Lock()
+
+
+def decode_slot() -> threading.BoundedSemaphore:
+    """This process's share of the cores for decoding (cores / DataLoader workers, at least 1).
+
+    The fetch pool runs many rows at once so downloads overlap; letting all of them decode at once too
+    only makes every sample finish late (the first one included) without adding throughput."""
+    with _SLOTS_LOCK:
+        slot = _SLOTS.get(os.getpid())
+        if slot is None:
+            worker = get_worker_info()
+            slot = threading.BoundedSemaphore(max(1, (os.cpu_count() or 1) // (worker.num_workers if worker else 1)))
+            _SLOTS.clear()
+            _SLOTS[os.getpid()] = slot
+        return slot
