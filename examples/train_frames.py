@@ -52,7 +52,8 @@ def main() -> None:
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
         step, epoch = 0, 0
         while step < args.steps:
-            frames.seed = dataset.epoch = epoch  # new random frames each epoch, reproducible across runs
+            frames.seed = epoch  # new random frames each epoch, reproducible across runs
+            dataset.set_epoch(epoch)
             epoch += 1
             for batch in loader:
                 labels = torch.tensor([int(c.split()[-1]) for c in batch["txt"]])
