@@ -170,7 +170,7 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=12, help="distinct 10-s originals")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--fetch-threads", type=int, default=4)
-    parser.add_argument("--cache", default="/tmp/streamv2d-bench")
+    parser.add_argument("--cache", default="/tmp/streamv2d-bench2")
     parser.add_argument("--only", choices=["a", "b"])
     parser.add_argument("--latency", type=float, default=0.0,
                         help="seconds the server waits before each response in (a), like a remote CDN")
