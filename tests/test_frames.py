@@ -107,3 +107,14 @@ def test_dataset_with_frames_through_dataloader(tmp_path, url_rows):
     for batch in batches:
         assert batch["frames"].shape == (3, 8, 64, 64, 3) and batch["frames"].dtype == torch.uint8
         assert "mp4" not in batch and all(len(m["frames"]["indices"]) == 8 for m in batch["json"])
+
+
+def test_decode_slots_are_per_process():
+    from streamv2d.subsamplers.frames import _cores, decode_slot
+
+    slots = decode_slot()
+    assert decode_slot() is slots
+    acquired = [slots.acquire(blocking=False) for _ in range(_cores())]
+    assert all(acquired) and not slots.acquire(blocking=False)  # the main process gets every core
+    for _ in acquired:
+        slots.release()

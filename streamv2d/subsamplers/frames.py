@@ -74,20 +74,30 @@ class Frames(Subsampler):
         return out
 
 
-_SLOTS: Dict[int, threading.BoundedSemaphore] = {}
-_SLOTS_LOCK = threading.Lock()
-
-
-def decode_slot() -> threading.BoundedSemaphore:
-    """This process's share of the cores for decoding (cores / DataLoader workers, at least 1).
+class _DecodeSlots:
+    """This process's share of the cores for decoding: cores / DataLoader workers, at least 1.
 
     The fetch pool runs many rows at once so downloads overlap; letting all of them decode at once too
     only makes every sample finish late (the first one included) without adding throughput."""
-    with _SLOTS_LOCK:
-        slot = _SLOTS.get(os.getpid())
-        if slot is None:
-            worker = get_worker_info()
-            slot = threading.BoundedSemaphore(max(1, (os.cpu_count() or 1) // (worker.num_workers if worker else 1)))
-            _SLOTS.clear()
-            _SLOTS[os.getpid()] = slot
-        return slot
+
+    def __init__(self) -> None:
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)  # a DataLoader worker sizes its own share
+
+    def _reset(self) -> None:
+        self._lock = threading.Lock()
+        self._slots: Optional[threading.BoundedSemaphore] = None
+
+    def __call__(self) -> threading.BoundedSemaphore:
+        with self._lock:
+            if self._slots is None:
+                worker = get_worker_info()
+                self._slots = threading.BoundedSemaphore(max(1, _cores() // (worker.num_workers if worker else 1)))
+            return self._slots
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+decode_slot = _DecodeSlots()
