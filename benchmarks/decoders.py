@@ -1,11 +1,11 @@
 """Decoder comparison for training reads: 8- and 16-frame uniform clips at 224², exactness vs a full decode.
 
-    python benchmarks/decoders.py [--repeats 3] [--cache /tmp/streamv2d-bench]
+    python benchmarks/decoders.py [--repeats 3] [--cache /tmp/streamv2d-bench2]
 
 Methods: PyAV as ``Frames`` uses it (seek to the first wanted frame's keyframe, sequential decoding with
 per-packet non-reference skipping, a seek over each GOP tail that holds no wanted frame), the same with one
-seek only, and also without skipping, decord's ``get_batch``, and PyAV seeking once per wanted frame (the naive way). torchcodec
-is not measured: its CPU build (0.13) needs Debian's FFmpeg shared libraries at run time.
+seek only, and also without skipping, decord's ``get_batch``, and PyAV seeking once per wanted frame (the naive
+way). torchcodec is not measured: its CPU build (0.13) needs Debian's FFmpeg shared libraries at run time.
 """
 from __future__ import annotations
 

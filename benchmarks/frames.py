@@ -160,7 +160,8 @@ def compare(label: str, loaders: Dict[str, Callable[[], DataLoader]], repeats: i
         first = statistics.median(r["first"] for r in runs)
         cpu = statistics.median(r["cpu"] for r in runs)
         print(f"  {name:24s} {rate:7.2f} clips/s  {rate / plain_rate:4.2f}× plain  first item {first:5.2f} s  "
-              f"cpu {1000 * cpu:5.1f} ms/clip  ({int(runs[0]['clips'])} clips; rates {[round(r['rate'], 1) for r in runs]})")
+              f"cpu {1000 * cpu:5.1f} ms/clip  ({int(runs[0]['clips'])} clips; "
+              f"rates {[round(r['rate'], 1) for r in runs]})")
 
 
 def main() -> None:

@@ -64,7 +64,9 @@ def test_fps_and_stride_windows(clip):
 
 
 def test_random_is_reproducible_per_seed_and_key(clip):
-    draw = lambda seed, key: Frames(8, 32, "random", seed=seed)(sample_of(clip, key))["json"]["frames"]["indices"]  # noqa: E731
+    def draw(seed, key):
+        return Frames(8, 32, "random", seed=seed)(sample_of(clip, key))["json"]["frames"]["indices"]
+
     assert draw(1, "a") == draw(1, "a")
     assert len({tuple(draw(s, k)) for s in (1, 2) for k in ("a", "b")}) > 1
 
