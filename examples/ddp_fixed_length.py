@@ -4,7 +4,6 @@
 
 In a real job, torchrun sets RANK/WORLD_SIZE (or torch.distributed is initialised) and you pass neither.
 """
-import csv
 import tempfile
 
 import torch

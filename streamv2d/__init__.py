@@ -4,11 +4,11 @@ from .errors import FetchError, SourceError, StreamV2DError
 from .fetch import FetchConfig
 from .sources import InputShard, Source, TableSource, TarSource
 from .stats import ShardStats
-from .subsamplers import (FPS, Audio, Clip, CutDetection, Encode, MediaError, OpticalFlow, Probe, Resolution,
-                          Subsampler, from_config)
+from .subsamplers import (FPS, Audio, Clip, CutDetection, Encode, Frames, MediaError, OpticalFlow, Probe,
+                          Resolution, Subsampler, from_config)
 
 __version__ = "0.1.0"
 
-__all__ = ["FPS", "Audio", "Clip", "CutDetection", "Encode", "MediaError", "OpticalFlow", "Probe", "Resolution",
-           "from_config", "FetchConfig", "FetchError", "InputShard", "ShardStats", "Source", "SourceError", "StreamV2DError",
-           "Subsampler", "TableSource", "TarSource", "VideoDataset", "__version__"]
+__all__ = ["FPS", "Audio", "Clip", "CutDetection", "Encode", "FetchConfig", "FetchError", "Frames", "InputShard",
+           "MediaError", "OpticalFlow", "Probe", "Resolution", "ShardStats", "Source", "SourceError", "StreamV2DError",
+           "Subsampler", "TableSource", "TarSource", "VideoDataset", "__version__", "from_config"]

@@ -1,14 +1,14 @@
 """Subsamplers: per-sample transforms applied lazily, in order, inside each worker."""
-from .base import Subsampler, SubsamplerLike, describe, run_chain
-
-__all__ = ["Subsampler", "SubsamplerLike", "describe", "run_chain"]
 from .audio import Audio
+from .base import Subsampler, SubsamplerLike, describe, run_chain
 from .chain import compile_chain
 from .cuts import CutDetection
 from .flow import OpticalFlow
+from .frames import Frames
 from .probe import MediaError, Probe, probe
 from .registry import from_config, register
 from .video import FPS, Clip, Encode, Resolution, Transcode
 
-__all__ += ["Audio", "CutDetection", "OpticalFlow", "MediaError", "Probe", "probe", "FPS", "Clip", "Encode",
-            "Resolution", "Transcode", "compile_chain", "from_config", "register"]
+__all__ = ["FPS", "Audio", "Clip", "CutDetection", "Encode", "Frames", "MediaError", "OpticalFlow", "Probe",
+           "Resolution", "Subsampler", "SubsamplerLike", "Transcode", "compile_chain", "describe", "from_config",
+           "probe", "register", "run_chain"]

@@ -1,7 +1,6 @@
 """Subsamplers by name, for YAML/CLI configs: ``[{fps: {rate: 8}}, {resolution: {size: 256}}, probe]``."""
 from __future__ import annotations
 
-import importlib
 import inspect
 from typing import Any, Callable, Dict, List, Mapping, Sequence, Union
 
@@ -9,6 +8,7 @@ from .audio import Audio
 from .base import SubsamplerLike
 from .cuts import CutDetection
 from .flow import OpticalFlow
+from .frames import Frames
 from .probe import Probe
 from .video import FPS, Clip, Encode, Resolution
 
@@ -17,10 +17,8 @@ ConfigItem = Union[str, Mapping[str, Any]]
 
 _REGISTRY: Dict[str, Factory] = {
     "probe": Probe, "fps": FPS, "resolution": Resolution, "clip": Clip, "encode": Encode,
-    "cut_detection": CutDetection, "audio": Audio, "optical_flow": OpticalFlow,
+    "cut_detection": CutDetection, "audio": Audio, "optical_flow": OpticalFlow, "frames": Frames,
 }
-#: modules whose ``Frames``-like classes register themselves on first use (they may not be installed)
-_LAZY = {"frames": ("streamv2d.subsamplers.frames", "Frames")}
 
 
 def register(name: str, factory: Factory) -> None:
@@ -29,13 +27,7 @@ def register(name: str, factory: Factory) -> None:
 
 
 def available() -> Dict[str, Factory]:
-    """Every name a config may use, lazily registered ones included when importable."""
-    for name, (module, attr) in _LAZY.items():
-        if name not in _REGISTRY:
-            try:
-                _REGISTRY[name] = getattr(importlib.import_module(module), attr)
-            except (ImportError, AttributeError):
-                continue
+    """Every name a config may use."""
     return dict(_REGISTRY)
 
 

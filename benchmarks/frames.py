@@ -1,0 +1,213 @@
+"""Training reads through ``DataLoader(num_workers=2)``: streamv2d ``Frames`` against a plain loader, same run.
+
+    python benchmarks/frames.py [--repeats 3] [--rows 48] [--batch-size 8]
+
+(a) on the fly: a csv of URLs of 10-s H.264 originals on a ``LoopbackServer`` → 8 frames uniform, 224².
+(b) from WebDataset shards of 224², 5 fps clips (made here with PyAV) → 8 frames uniform.
+The plain loaders fetch with ``requests`` / read shards with ``webdataset``, then decode with PyAV
+sequentially, keeping the wanted frames and stopping after the last one; one sample per IPC transfer.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import os
+import resource
+import statistics
+import sys
+import time
+from fractions import Fraction
+from typing import Callable, Dict, Iterator, List, Optional
+
+import av
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from decoders import bench_corpus  # noqa: E402
+from streamv2d import VideoDataset  # noqa: E402
+from streamv2d.demo import LoopbackServer  # noqa: E402
+from streamv2d.subsamplers import Frames  # noqa: E402
+
+NUM_FRAMES, SIZE = 8, 224
+
+
+# -- the plain loaders (what a user would write in 20 lines) -----------------------------------------------------
+def plain_decode(data: bytes, num_frames: int = NUM_FRAMES, size: int = SIZE) -> torch.Tensor:
+    """Sequential PyAV decode keeping uniformly spaced frames, stopping after the last one."""
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.video[0]
+        total = stream.frames
+        wanted = {(2 * k + 1) * total // (2 * num_frames) for k in range(num_frames)}
+        scale = size / min(stream.codec_context.width, stream.codec_context.height)
+        width, height = round(stream.codec_context.width * scale), round(stream.codec_context.height * scale)
+        kept = []
+        for index, frame in enumerate(container.decode(stream)):
+            if index in wanted:
+                rgb = frame.to_ndarray(format="rgb24", width=width, height=height)
+                top, left = (height - size) // 2, (width - size) // 2
+                kept.append(rgb[top:top + size, left:left + size])
+            if index >= max(wanted):
+                break
+    return torch.from_numpy(np.stack(kept))
+
+
+class PlainURLLoader(IterableDataset):
+    def __init__(self, urls: List[str]):
+        self.urls = urls
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        import requests
+
+        info = get_worker_info()
+        urls = self.urls[info.id::info.num_workers] if info else self.urls
+        with requests.Session() as session:
+            for url in urls:
+                yield plain_decode(session.get(url, timeout=30).content)
+
+
+def plain_shard_loader(pattern: str):
+    import webdataset as wds
+
+    return wds.WebDataset(pattern, shardshuffle=False).map(lambda s: plain_decode(s["mp4"]))
+
+
+# -- corpus and shards ------------------------------------------------------------------------------------------
+def make_clip_shards(originals: Dict[str, bytes], directory: str, count: int, shards: int = 4) -> str:
+    """``count`` 224², 5 fps H.264 clips (x264 veryfast, B-frames) made from the originals, in ``shards`` tars."""
+    import webdataset as wds
+
+    os.makedirs(directory, exist_ok=True)
+    pattern = os.path.join(directory, "{00000..%05d}.tar" % (shards - 1))
+    if os.path.exists(os.path.join(directory, "%05d.tar" % (shards - 1))):
+        return pattern
+    clips = [reencode(data, fps=5, size=SIZE) for data in originals.values()]
+    per_shard = -(-count // shards)
+    for shard in range(shards):
+        with wds.TarWriter(os.path.join(directory, "%05d.tar" % shard)) as sink:
+            for row in range(shard * per_shard, min(count, (shard + 1) * per_shard)):
+                sink.write({"__key__": "%05d%04d" % (shard, row), "mp4": clips[row % len(clips)],
+                            "json": {"row": row}})
+    return pattern
+
+
+def reencode(data: bytes, fps: int, size: int) -> bytes:
+    """Resize+crop to ``size``² and drop frames to ``fps`` in one PyAV pass (benchmark input only)."""
+    buf = io.BytesIO()
+    with av.open(io.BytesIO(data)) as src, av.open(buf, mode="w", format="mp4") as out:
+        stream = src.streams.video[0]
+        step = float(stream.average_rate) / fps
+        scale = size / min(stream.codec_context.width, stream.codec_context.height)
+        width, height = round(stream.codec_context.width * scale), round(stream.codec_context.height * scale)
+        enc = out.add_stream("libx264", rate=fps)
+        enc.width, enc.height, enc.pix_fmt = size, size, "yuv420p"
+        enc.options = {"preset": "veryfast", "crf": "23"}
+        kept = 0
+        for index, frame in enumerate(src.decode(stream)):
+            if index < round(kept * step):
+                continue
+            rgb = frame.to_ndarray(format="rgb24", width=width, height=height)
+            top, left = (height - size) // 2, (width - size) // 2
+            small = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb[top:top + size, left:left + size]), "rgb24")
+            small.pts, small.time_base = kept, Fraction(1, fps)
+            kept += 1
+            for packet in enc.encode(small):
+                out.mux(packet)
+        for packet in enc.encode():
+            out.mux(packet)
+    return buf.getvalue()
+
+
+# -- measuring ----------------------------------------------------------------------------------------------------
+def clips_in(item) -> int:
+    """A plain loader yields one ``[T, H, W, C]`` clip; streamv2d a sample or a batch ``[B, T, H, W, C]``."""
+    frames = item if isinstance(item, torch.Tensor) else item["frames"]
+    return frames.shape[0] if frames.dim() == 5 else 1
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and its finished children (the DataLoader workers, once joined)."""
+    return sum(getattr(resource.getrusage(who), f) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+               for f in ("ru_utime", "ru_stime"))
+
+
+def run(make_loader: Callable[[], DataLoader]) -> Dict[str, float]:
+    """Time to first item after ``iter(loader)``, clips/s over the whole epoch (workers' start included),
+    and CPU seconds per clip — the figure least disturbed by other load on the machine."""
+    loader = make_loader()
+    cpu, start = cpu_seconds(), time.perf_counter()
+    items = iter(loader)
+    first = next(items)
+    first_at = time.perf_counter() - start
+    clips = clips_in(first) + sum(clips_in(item) for item in items)
+    del items  # joins the workers, so their CPU time is counted
+    return {"clips": clips, "rate": clips / (time.perf_counter() - start), "first": first_at,
+            "cpu": (cpu_seconds() - cpu) / clips}
+
+
+def compare(label: str, loaders: Dict[str, Callable[[], DataLoader]], repeats: int) -> None:
+    results: Dict[str, List[Dict[str, float]]] = {name: [] for name in loaders}
+    for _ in range(repeats):  # interleaved, so load from the other helpers hits both alike
+        for name, make in loaders.items():
+            results[name].append(run(make))
+    print(f"\n=== {label} (median of {repeats}) ===")
+    plain_rate = statistics.median(r["rate"] for r in results["plain"])
+    for name, runs in results.items():
+        rate = statistics.median(r["rate"] for r in runs)
+        first = statistics.median(r["first"] for r in runs)
+        cpu = statistics.median(r["cpu"] for r in runs)
+        print(f"  {name:24s} {rate:7.2f} clips/s  {rate / plain_rate:4.2f}× plain  first item {first:5.2f} s  "
+              f"cpu {1000 * cpu:5.1f} ms/clip  ({int(runs[0]['clips'])} clips; "
+              f"rates {[round(r['rate'], 1) for r in runs]})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rows", type=int, default=48, help="rows of the URL table and clips in the shards")
+    parser.add_argument("--videos", type=int, default=12, help="distinct 10-s originals")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--fetch-threads", type=int, default=4)
+    parser.add_argument("--cache", default="/tmp/streamv2d-bench2")
+    parser.add_argument("--only", choices=["a", "b"])
+    parser.add_argument("--latency", type=float, default=0.0,
+                        help="seconds the server waits before each response in (a), like a remote CDN")
+    args = parser.parse_args()
+    originals = bench_corpus(args.cache, args.videos)
+    names = sorted(originals)
+    frames = Frames(num_frames=NUM_FRAMES, size=SIZE)
+    loader = lambda ds, **kw: DataLoader(ds, batch_size=None, num_workers=2, **kw)  # noqa: E731
+
+    if args.only in (None, "a"):
+        with LoopbackServer(args.cache) as server:
+            route = f"slow/{args.latency:g}" if args.latency else "videos"
+            urls = [server.url(f"{route}/{names[i % len(names)]}") for i in range(args.rows)]
+            table = os.path.join(args.cache, "urls.csv")
+            with open(table, "w", newline="") as f:
+                csv.writer(f).writerows([["url"]] + [[u] for u in urls])
+            per_shard = args.rows // 4
+
+            def ours(batch_size: Optional[int]) -> Callable[[], DataLoader]:
+                return lambda: loader(VideoDataset(table, samples_per_shard=per_shard, subsamplers=[frames],
+                                                   fetch_threads=args.fetch_threads, batch_size=batch_size))
+
+            compare(f"(a) on the fly: URL table → 8 frames 224², server latency {args.latency:g} s", {
+                "plain": lambda: loader(PlainURLLoader(urls)),
+                f"streamv2d batch={args.batch_size}": ours(args.batch_size),
+                "streamv2d unbatched": ours(None),
+            }, args.repeats)
+
+    if args.only in (None, "b"):
+        pattern = make_clip_shards(originals, os.path.join(args.cache, f"shards{args.rows}"), args.rows)
+        compare("(b) shards of 224², 5 fps clips → 8 frames", {
+            "plain": lambda: loader(plain_shard_loader(pattern)),
+            f"streamv2d batch={args.batch_size}": lambda: loader(VideoDataset(
+                pattern, subsamplers=[frames], fetch_threads=args.fetch_threads, batch_size=args.batch_size)),
+        }, args.repeats)
+
+
+if __name__ == "__main__":
+    main()

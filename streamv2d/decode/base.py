@@ -1,0 +1,56 @@
+"""The decoder interface: open bytes once, read its stream facts, then fetch chosen frames as one array."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+
+
+class DecodeError(ValueError):
+    """The bytes cannot give the requested frames: not a video, no video stream, too short, corrupt."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What sampling needs to know about the video stream; frame ``i`` is shown at ``i / fps`` seconds."""
+
+    fps: float
+    num_frames: int
+    width: int
+    height: int
+    codec: str
+
+    @property
+    def duration(self) -> float:
+        return self.num_frames / self.fps
+
+
+class VideoReader(ABC):
+    """One opened video. ``read`` returns frames ``indices`` (any order, repeats allowed) as a
+    ``uint8 [T, H, W, 3]`` RGB array, resized so the shorter side is ``size`` and centre-cropped to
+    ``size × size`` (``size=None`` keeps the native size)."""
+
+    info: VideoInfo
+
+    @abstractmethod
+    def read(self, indices: Sequence[int], size: Optional[int] = None) -> np.ndarray:
+        ...
+
+    def close(self) -> None:
+        """Release the demuxer; the default has nothing to release."""
+
+    def __enter__(self) -> "VideoReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def gather(decoded: "dict[int, np.ndarray]", indices: Sequence[int]) -> np.ndarray:
+    """Stack the decoded frames in the order asked for; a missing one is a decode failure."""
+    missing = sorted(set(indices) - set(decoded))
+    if missing:
+        raise DecodeError(f"frames {missing[:5]} could not be decoded (truncated or corrupt stream)")
+    return np.stack([decoded[i] for i in indices])

@@ -1,0 +1,104 @@
+"""PyAV backend: seek to the keyframe before the first wanted frame, then decode sequentially, keeping only
+wanted frames, skipping non-reference packets nobody wants, and stopping after the last wanted one; when a
+keyframe lies between two wanted frames, seek to it instead of decoding the rest of the GOP."""
+from __future__ import annotations
+
+import io
+from typing import Dict, Optional, Sequence
+
+import numpy as np
+
+from .base import DecodeError, VideoInfo, VideoReader, gather
+from .geometry import center_crop, scaled_size
+from .sampling import keyframe_runs
+
+
+class PyAVReader(VideoReader):
+    """Decodes from bytes in memory. ``threads`` is the codec's thread count (1 by default: DataLoader
+    workers and the fetch pool already keep the cores busy); ``skip_nonref`` enables per-packet skipping,
+    ``jump_gops`` the seeks over GOPs that hold no wanted frame."""
+
+    def __init__(self, data: bytes, threads: int = 1, skip_nonref: bool = True, jump_gops: bool = True):
+        import av
+
+        try:
+            self._container = av.open(io.BytesIO(data), mode="r")
+        except av.FFmpegError as exc:
+            raise DecodeError(f"not a decodable media container: {exc}") from exc
+        if not self._container.streams.video:
+            self._container.close()
+            raise DecodeError("no video stream")
+        self._stream = stream = self._container.streams.video[0]
+        stream.codec_context.thread_count = threads
+        stream.codec_context.thread_type = "AUTO" if threads > 1 else "NONE"
+        rate = stream.average_rate or stream.guessed_rate
+        if not rate:
+            self._container.close()
+            raise DecodeError("video stream has no frame rate")
+        self._skip_nonref, self._jump_gops = skip_nonref, jump_gops
+        self._start = stream.start_time or 0
+        self._pts_per_frame = float(1 / (rate * stream.time_base))
+        num_frames = stream.frames or int(self._duration_seconds() * float(rate))
+        if num_frames <= 0:
+            self._container.close()
+            raise DecodeError("video stream has no frames")
+        self.info = VideoInfo(fps=float(rate), num_frames=num_frames, width=stream.codec_context.width,
+                              height=stream.codec_context.height, codec=stream.codec_context.name)
+
+    def _duration_seconds(self) -> float:
+        if self._stream.duration:
+            return float(self._stream.duration * self._stream.time_base)
+        return (self._container.duration or 0) / 1_000_000
+
+    def _index(self, pts: int) -> int:
+        return round((pts - self._start) / self._pts_per_frame)
+
+    def _keyframes(self) -> "list[int]":
+        """Keyframe indices from the container's index (no decoding). Index timestamps are decode times,
+        earlier than presentation times by the reorder delay of the first frame, which is added back."""
+        entries = self._stream.index_entries
+        if not self._jump_gops or len(entries) == 0:
+            return []
+        delay = max(0, -self._index(entries[0].timestamp))
+        return sorted(self._index(e.timestamp) + delay for e in entries if e.is_keyframe)
+
+    def read(self, indices: Sequence[int], size: Optional[int] = None) -> np.ndarray:
+        import av
+
+        wanted = sorted(set(indices))
+        width, height = scaled_size(self.info.width, self.info.height, size)
+        decoded: Dict[int, np.ndarray] = {}
+        try:
+            for run in keyframe_runs(wanted, self._keyframes() if len(wanted) > 1 else []):
+                self._container.seek(self._start + int(run[0] * self._pts_per_frame), stream=self._stream,
+                                     backward=True, any_frame=False)
+                keep = set(run)
+                for index, frame in self._frames(keep, run[-1]):
+                    if index in keep:
+                        rgb = frame.to_ndarray(format="rgb24", width=width, height=height)
+                        decoded[index] = np.ascontiguousarray(center_crop(rgb, size))
+        except av.FFmpegError as exc:
+            raise DecodeError(f"decoding failed: {exc}") from exc
+        return gather(decoded, indices)
+
+    def _frames(self, wanted: "set[int]", last: int):
+        """(index, frame) in presentation order until frame ``last`` has been seen."""
+        context = self._stream.codec_context
+        for packet in self._container.demux(self._stream):
+            if self._skip_nonref:
+                keep = packet.pts is None or self._index(packet.pts) in wanted
+                context.skip_frame = "DEFAULT" if keep else "NONREF"
+            for frame in context.decode(packet):
+                if frame.pts is None:
+                    continue
+                index = self._index(frame.pts)
+                yield index, frame
+                if index >= last:
+                    return
+
+    def close(self) -> None:
+        self._container.close()
+
+
+def open_pyav(data: bytes, threads: int = 1) -> PyAVReader:
+    return PyAVReader(data, threads=threads)

@@ -1,0 +1,103 @@
+"""``Frames``: decode a clip straight to a ``uint8 [T, H, W, C]`` tensor for training."""
+from __future__ import annotations
+
+import os
+import random
+import threading
+from typing import Any, Dict, Optional
+
+import torch
+from torch.utils.data import get_worker_info
+
+from ..decode import get_opener
+from ..decode.sampling import SAMPLINGS, frame_step, sample_indices, span_frames
+from ..sample import Sample, media_key
+from .base import Subsampler
+
+
+class Frames(Subsampler):
+    """Adds ``sample["frames"]`` (``torch.uint8 [T, H, W, C]``, RGB) and ``json["frames"]`` (indices,
+    timestamps, source fps). Decodes only what it keeps: one seek, sequential decoding within the sample's
+    ``json["span"]`` if a preceding ``Clip`` set one, non-reference frames nobody wants skipped.
+
+    Args:
+        num_frames: frames per clip (T).
+        size: shorter side resized to ``size`` then centre-cropped to ``size × size``; None keeps native size.
+        sampling: ``uniform`` (deterministic) or ``random`` (drawn from ``seed`` and the sample key, so runs
+            are reproducible; change ``seed`` per epoch for new draws).
+        fps, stride: sample a contiguous window at this frame rate, or every ``stride``-th frame; neither:
+            spread the frames over the whole span.
+        backend: ``auto``, ``pyav`` or ``decord``. threads: codec threads per decode.
+        keep_media: keep the encoded bytes in the sample (dropped by default: they would cost IPC for nothing).
+    """
+
+    consumes_spans = True
+
+    def __init__(self, num_frames: int = 16, size: Optional[int] = 224, sampling: str = "uniform",
+                 fps: Optional[float] = None, stride: Optional[int] = None, backend: str = "auto",
+                 keep_media: bool = False, seed: int = 0, threads: int = 1):
+        if num_frames < 1:
+            raise ValueError(f"num_frames must be at least 1, got {num_frames}")
+        if sampling not in SAMPLINGS:
+            raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
+        if fps is not None and stride is not None:
+            raise ValueError("give fps or stride, not both")
+        if (fps is not None and fps <= 0) or (stride is not None and stride < 1) or (size is not None and size < 1):
+            raise ValueError("fps, stride and size must be positive")
+        self.num_frames, self.size, self.sampling = num_frames, size, sampling
+        self.fps, self.stride, self.backend = fps, stride, backend
+        self.keep_media, self.seed, self.threads = keep_media, seed, threads
+        self._open = get_opener(backend)
+
+    def config(self) -> Dict[str, Any]:
+        config = super().config()
+        del config["threads"]  # changes speed, not output
+        return config
+
+    def __call__(self, sample: Sample) -> Sample:
+        ext = media_key(sample)
+        if ext is None:
+            raise ValueError("sample has no video payload")
+        meta = dict(sample.get("json", {}))
+        rng = random.Random(f"{self.seed}/{sample['__key__']}")
+        with decode_slot(), self._open(sample[ext], threads=self.threads) as reader:
+            info = reader.info
+            frames = span_frames(info, meta.get("span"))
+            indices = sample_indices(frames, self.num_frames, self.sampling, frame_step(info, self.fps, self.stride),
+                                     rng)
+            array = reader.read(indices, self.size)
+        meta["frames"] = {"indices": indices, "timestamps": [round(i / info.fps, 6) for i in indices],
+                          "source_fps": info.fps, "num_frames": len(indices)}
+        out = {k: v for k, v in sample.items() if self.keep_media or k != ext}
+        out["json"] = meta
+        out["frames"] = torch.from_numpy(array)
+        return out
+
+
+class _DecodeSlots:
+    """This process's share of the cores for decoding: cores / DataLoader workers, at least 1.
+
+    The fetch pool runs many rows at once so downloads overlap; letting all of them decode at once too
+    only makes every sample finish late (the first one included) without adding throughput."""
+
+    def __init__(self) -> None:
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)  # a DataLoader worker sizes its own share
+
+    def _reset(self) -> None:
+        self._lock = threading.Lock()
+        self._slots: Optional[threading.BoundedSemaphore] = None
+
+    def __call__(self) -> threading.BoundedSemaphore:
+        with self._lock:
+            if self._slots is None:
+                worker = get_worker_info()
+                self._slots = threading.BoundedSemaphore(max(1, _cores() // (worker.num_workers if worker else 1)))
+            return self._slots
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+decode_slot = _DecodeSlots()

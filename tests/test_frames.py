@@ -1,0 +1,122 @@
+"""``Frames``: tensors of the right frames, the span contract, seeded sampling, failures, DataLoader use."""
+from __future__ import annotations
+
+import io
+import pickle
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from conftest import write_csv
+from streamv2d import VideoDataset
+from streamv2d.demo import make_video
+from streamv2d.sample import FAILED_TO_SUBSAMPLE
+from streamv2d.subsamplers import Frames, describe, run_chain
+
+
+@pytest.fixture(scope="module")
+def clip() -> bytes:
+    return make_video(4.0, 320, 240, fps=10, audio=True)
+
+
+def sample_of(data: bytes, key: str = "000000", **meta) -> dict:
+    return {"__key__": key, "mp4": data, "txt": "a caption", "json": {"key": key, "status": "success", **meta}}
+
+
+def reference_frames(data: bytes, indices) -> np.ndarray:
+    with av.open(io.BytesIO(data)) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    return np.stack([frames[i] for i in indices])
+
+
+def test_uniform_native_size_gives_exact_frames(clip):
+    out = Frames(num_frames=8, size=None)(sample_of(clip))
+    assert out["frames"].dtype == torch.uint8 and out["frames"].shape == (8, 240, 320, 3)
+    meta = out["json"]["frames"]
+    assert meta["indices"] == [2, 7, 12, 17, 22, 27, 32, 37] and meta["source_fps"] == 10.0
+    assert meta["timestamps"][:2] == [0.2, 0.7]
+    np.testing.assert_array_equal(out["frames"].numpy(), reference_frames(clip, meta["indices"]))
+
+
+def test_resize_crop_and_media_dropped(clip):
+    out = Frames(num_frames=4, size=112)(sample_of(clip))
+    assert out["frames"].shape == (4, 112, 112, 3)
+    assert "mp4" not in out and out["txt"] == "a caption" and out["json"]["status"] == "success"
+    assert "mp4" in Frames(num_frames=4, size=112, keep_media=True)(sample_of(clip))
+
+
+def test_span_contract(clip):
+    out = Frames(num_frames=4, size=None)(sample_of(clip, span=[1.0, 3.0]))
+    assert out["json"]["frames"]["indices"] == [12, 17, 22, 27]
+    assert all(1.0 <= t < 3.0 for t in out["json"]["frames"]["timestamps"])
+    np.testing.assert_array_equal(out["frames"].numpy(), reference_frames(clip, [12, 17, 22, 27]))
+    assert Frames.consumes_spans is True
+
+
+def test_fps_and_stride_windows(clip):
+    by_fps = Frames(num_frames=4, size=None, fps=5)(sample_of(clip, span=[1.0, 3.0]))
+    assert by_fps["json"]["frames"]["indices"] == [16, 18, 20, 22]
+    by_stride = Frames(num_frames=3, size=32, stride=4, sampling="random")(sample_of(clip))
+    indices = by_stride["json"]["frames"]["indices"]
+    assert [b - a for a, b in zip(indices, indices[1:])] == [4, 4]
+
+
+def test_random_is_reproducible_per_seed_and_key(clip):
+    def draw(seed, key):
+        return Frames(8, 32, "random", seed=seed)(sample_of(clip, key))["json"]["frames"]["indices"]
+
+    assert draw(1, "a") == draw(1, "a")
+    assert len({tuple(draw(s, k)) for s in (1, 2) for k in ("a", "b")}) > 1
+
+
+@pytest.mark.parametrize("data,span,reason", [
+    (b"not a video at all", None, "decodable"),
+    (make_video(1.0, 64, 48, fps=10), [0.5, 5.0], "beyond"),
+    (make_video(1.0, 64, 48, fps=10), None, "16 frames requested but the clip has 10"),
+])
+def test_bad_inputs_become_failed_to_subsample(data, span, reason):
+    extra = {"span": span} if span else {}
+    [record] = run_chain(sample_of(data, **extra), [Frames(num_frames=16, size=32)])
+    assert record["json"]["status"] == FAILED_TO_SUBSAMPLE and "frames" not in record
+    assert "DecodeError" in record["json"]["error_message"] and reason in record["json"]["error_message"]
+
+
+def test_decord_backend_agrees(clip):
+    pyav = Frames(num_frames=6, size=None, backend="pyav")(sample_of(clip))["frames"]
+    decord = Frames(num_frames=6, size=None, backend="decord")(sample_of(clip))["frames"]
+    assert torch.equal(pyav, decord)
+
+
+def test_config_and_pickling():
+    frames = Frames(num_frames=8, size=112, sampling="random", seed=3)
+    assert frames.config() == {"num_frames": 8, "size": 112, "sampling": "random", "fps": None, "stride": None,
+                               "backend": "auto", "keep_media": False, "seed": 3}
+    assert describe(pickle.loads(pickle.dumps(frames))) == describe(frames)
+    for bad in ({"sampling": "dense"}, {"fps": 2, "stride": 2}, {"num_frames": 0}, {"backend": "nope"}):
+        with pytest.raises(ValueError):
+            Frames(**bad)
+
+
+def test_dataset_with_frames_through_dataloader(tmp_path, url_rows):
+    table = write_csv(str(tmp_path / "urls.csv"), url_rows)
+    ds = VideoDataset(table, caption_col="caption", samples_per_shard=6, batch_size=3,
+                      subsamplers=[Frames(num_frames=8, size=64)])
+    loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2)
+    batches = list(loader)
+    assert sum(len(b["__key__"]) for b in batches) == len(url_rows)
+    for batch in batches:
+        assert batch["frames"].shape == (3, 8, 64, 64, 3) and batch["frames"].dtype == torch.uint8
+        assert "mp4" not in batch and all(len(m["frames"]["indices"]) == 8 for m in batch["json"])
+
+
+def test_decode_slots_are_per_process():
+    from streamv2d.subsamplers.frames import _cores, decode_slot
+
+    slots = decode_slot()
+    assert decode_slot() is slots
+    acquired = [slots.acquire(blocking=False) for _ in range(_cores())]
+    assert all(acquired) and not slots.acquire(blocking=False)  # the main process gets every core
+    for _ in acquired:
+        slots.release()
