@@ -178,3 +178,21 @@ def test_example_job_file_loads():
     assert job.fetch.max_bytes == 500_000_000 and job.fetch.yt_dlp_options == {"format": "best[height<=360]"}
     assert (job.processes, job.fetch.threads, job.output_format) == (2, 8, "tar")
     assert job.reading == {"url_col": "url", "caption_col": "caption", "samples_per_shard": 1000}
+
+
+def test_materialize_then_reprocess_then_train(tmp_path, url_rows):
+    import torch
+
+    import streamv2d as sv
+
+    table = write_csv(str(tmp_path / "t.csv"), url_rows[:4])
+    first, second = str(tmp_path / "first"), str(tmp_path / "second")
+    assert main(["materialize", table, first, "--caption-col", "caption", "--samples-per-shard", "2", "-q"]) == 0
+    config = tmp_path / "small.yaml"
+    config.write_text("subsampling: [{resolution: {size: 32, mode: 'scale,crop'}}]\n")
+    assert main(["materialize", first, second, "--config", str(config), "-q"]) == 0   # a folder is a source
+    ds = sv.VideoDataset(second, subsamplers=[sv.Frames(num_frames=2, size=None)])
+    samples = list(torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2))
+    assert sorted(s["__key__"] for s in samples) == ["000000", "000001", "000010", "000011"]
+    assert all(tuple(s["frames"].shape) == (2, 32, 32, 3) for s in samples)
+    assert all(s["txt"].startswith("caption of") for s in samples)

@@ -11,10 +11,13 @@ from .tar import TarSource, looks_like_tar_spec
 
 
 def open_source(spec: Any, **options: Any) -> Source:
-    """A :class:`Source` for ``spec``: an existing Source is returned as is; tar paths give a
-    :class:`TarSource` (only ``storage_options`` applies); anything else is a :class:`TableSource`."""
+    """A :class:`Source` for ``spec``: an existing Source is returned as is; tar paths, or a local folder of
+    tars (a materialize output), give a :class:`TarSource` (only ``storage_options`` applies); anything else is a
+    :class:`TableSource`."""
     if isinstance(spec, Source) and not isinstance(spec, (str, os.PathLike)):
         return spec
+    if isinstance(spec, (str, os.PathLike)) and os.path.isdir(spec):   # an output folder: its tar shards
+        spec = os.path.join(os.fspath(spec), "*.tar")
     if looks_like_tar_spec(spec):
         return TarSource(spec, storage_options=options.get("storage_options"))
     return TableSource(spec, **options)
