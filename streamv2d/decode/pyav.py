@@ -9,6 +9,7 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 
 from .base import DecodeError, VideoInfo, VideoReader, gather
+from .convert import frame_to_array
 from .geometry import center_crop, scaled_size
 from .sampling import keyframe_runs
 
@@ -75,7 +76,7 @@ class PyAVReader(VideoReader):
                 keep = set(run)
                 for index, frame in self._frames(keep, run[-1]):
                     if index in keep:
-                        rgb = frame.to_ndarray(format="rgb24", width=width, height=height)
+                        rgb = frame_to_array(frame, "rgb24", width, height)
                         decoded[index] = np.ascontiguousarray(center_crop(rgb, size))
         except av.FFmpegError as exc:
             raise DecodeError(f"decoding failed: {exc}") from exc

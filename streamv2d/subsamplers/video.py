@@ -14,6 +14,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 
 import av
 
+from ..decode.convert import frame_to_array
 from ..sample import Sample
 from .audio import AudioEncoder, layout_for
 from .base import Subsampler
@@ -358,7 +359,7 @@ def reduced_frames(container, video, rate: Fraction, width: int, fmt: str = "rgb
     height = max(2, _even(cc.height * width / cc.width))
     selector = FrameSelector.for_stream(video, 0.0, None, rate)
     for frame, _ in decode_selected(container, video, selector, skip=rate < stream_fps(video)):
-        yield frame.reformat(width=width, height=height, format=fmt).to_ndarray()
+        yield frame_to_array(frame, fmt, width, height)
 
 
 class VideoSink:
