@@ -9,12 +9,12 @@ from torch.utils.data import IterableDataset
 
 from .batching import Collate, batched, collate_samples
 from .cache import CacheStore, write_through
-from .distribute import World, consumer_shards, current_world, epoch_order, quota, top_up_shards
+from .distribute import World, consumer_shards, current_world, epoch_order, quota, top_up_pools
 from .fetch import FetchConfig, merged
 from .pipeline import ShardProcessor
 from .sample import Sample, is_success
 from .sources import Source, open_source
-from .subsamplers import SubsamplerLike
+from .subsamplers import SubsamplerLike, compile_chain, run_chain, split_for_cache
 
 log = logging.getLogger("streamv2d")
 
@@ -39,7 +39,8 @@ class VideoDataset(IterableDataset):
             parquet), and read complete shards from it in later epochs without any network request. The cache
             lives in a namespace keyed by the source and subsampler configuration (see the README).
         cache_limit: bytes (or ``"2TB"``) the cache may hold; whole shards are evicted least recently used.
-        cache_format: ``"tar"`` (default), ``"parquet"`` or ``"files"``.
+        cache_format: ``"tar"`` (default), ``"parquet"`` or ``"files"``. Subsamplers from the first one that
+            makes tensors (``Frames``, or any with ``cacheable = False``) on run after the cache, on its output.
         batch_size, collate_fn: batch inside each worker (use ``DataLoader(batch_size=None)``); saves the
             per-sample IPC cost when samples are small tensors. Default collate stacks equal-shaped tensors.
         rank, world_size: override the distributed world (default: torch.distributed, then RANK/WORLD_SIZE).
@@ -84,7 +85,9 @@ class VideoDataset(IterableDataset):
             save_additional_columns=save_additional_columns, samples_per_shard=samples_per_shard,
             input_format=input_format, storage_options=storage_options,
         )
-        self.processor = ShardProcessor(self.source, fetch_config, subsamplers)
+        cached, after_cache = split_for_cache(subsamplers) if cache_dir else (list(subsamplers), [])
+        self.processor = ShardProcessor(self.source, fetch_config, cached)
+        self.after_cache = compile_chain(after_cache)   # tensor outputs (Frames) run on what the cache returns
         self.cache = (CacheStore.for_processor(cache_dir, self.processor, fmt=cache_format, limit=cache_limit)
                       if cache_dir else None)
         self.shuffle_shards = shuffle_shards
@@ -97,6 +100,18 @@ class VideoDataset(IterableDataset):
         self.rank = rank
         self.world_size = world_size
         self.epoch = 0
+
+    def __getstate__(self):
+        """Pickled for a spawned DataLoader worker, which cannot see this process's torch.distributed group:
+        carry the rank over so the worker does not take itself for rank 0 of 1."""
+        state = self.__dict__.copy()
+        if self.rank is None or self.world_size is None:
+            import torch.distributed as dist
+
+            if dist.is_available() and dist.is_initialized():
+                world = current_world(self.rank, self.world_size)
+                state["rank"], state["world_size"] = world.rank, world.world_size
+        return state
 
     @property
     def num_shards(self) -> int:
@@ -135,27 +150,30 @@ class VideoDataset(IterableDataset):
             shard = shards[shard_id]
             samples = write_through(self.processor, shard, self.cache) if self.cache else self.processor.process(shard)
             for sample in samples:
-                if self.yield_failures or is_success(sample):
-                    yield sample
+                for output in run_chain(sample, self.after_cache) if self.after_cache else (sample,):
+                    if self.yield_failures or is_success(output):
+                        yield output
 
     def _fixed_length(self, world: World, target: int) -> Iterator[Sample]:
-        """Yield exactly ``target`` successes, cycling over this consumer's shards as often as needed."""
-        cycle = top_up_shards(self._order(), world)
-        produced = 0
-        while produced < target:
-            before = produced
-            for sample in self._samples(cycle):
-                if is_success(sample):
-                    produced += 1
-                    yield sample
-                    if produced == target:
-                        return
-                elif self.yield_failures:
-                    yield sample
-            if produced == before:
-                raise RuntimeError(f"fixed-length mode: a full pass over shards {cycle} produced no sample; "
-                                   f"cannot fill {target} samples for {world}")
-            log.info("fixed-length mode: %s topping up (%d/%d) by another pass", world, produced, target)
+        """Yield exactly ``target`` items (failure records count when yielded), cycling over this consumer's
+        shards as often as needed and widening to its rank's, then all shards when a pass yields no success."""
+        pools = top_up_pools(self._order(), world)
+        produced, level = 0, 0
+        while produced < target and pools:
+            succeeded = False
+            for sample in self._samples(pools[level]):
+                succeeded = succeeded or is_success(sample)
+                produced += 1
+                yield sample
+                if produced == target:
+                    return
+            if not succeeded:
+                if level == len(pools) - 1:
+                    break
+                level += 1
+            log.info("fixed-length mode: %s topping up (%d/%d) from shards %s", world, produced, target,
+                     pools[level][:8])
+        raise RuntimeError(f"fixed-length mode: no shard produced a sample; cannot fill {target} samples for {world}")
 
 
 def _shuffled(samples: Iterator[Sample], size: int, rng: random.Random) -> Iterator[Sample]:

@@ -46,6 +46,13 @@ class ShardStats:
             self.failed_to_subsample += 1
             self._note(meta.get("error_message", "unknown"))
 
+    def recount(self, counted: Sample, instead: Sample) -> None:
+        """Replace an output already counted (a success the cache could not store) by another."""
+        if counted.get("json", {}).get("status", SUCCESS) == SUCCESS:
+            self.successes -= 1
+            self.status_dict[SUCCESS] -= 1
+        self.add_output(instead)
+
     def _note(self, message: str) -> None:
         if message in self.status_dict or len(self.status_dict) < MAX_DISTINCT_ERRORS:
             self.status_dict[message] += 1

@@ -57,3 +57,39 @@ def test_stopped_epoch_publishes_nothing_then_completes(tmp_path, url_rows):
     assert not [f for f in os.listdir(ds.cache.root) if f.endswith(".tar")]
     assert len(list(ds)) == len(url_rows)
     assert ds.cache.is_complete(0)
+
+
+def test_frames_run_after_the_cache(tmp_path, url_rows, server):
+    table = write_csv(str(tmp_path / "t.csv"), url_rows[:4])
+    ds = sv.VideoDataset(table, subsamplers=[sv.FPS(5), sv.Frames(num_frames=2, size=32)],
+                         samples_per_shard=2, cache_dir=str(tmp_path / "cache"))
+    first = run_epoch(ds)
+    before = server.total_requests()
+    second = run_epoch(ds)
+    assert server.total_requests() == before
+    for epoch in (first, second):
+        assert len(epoch) == 4 and all(tuple(s["frames"].shape) == (2, 32, 32, 3) for s in epoch)
+    cached = list(wds.WebDataset(os.path.join(ds.cache.root, "{00000..00001}.tar"), shardshuffle=False))
+    assert len(cached) == 4 and all("mp4" in s and "frames" not in s for s in cached)   # 5 fps mp4s, no tensors
+
+
+def test_uncacheable_user_output_is_a_counted_failure_not_a_dead_epoch(tmp_path, url_rows):
+    import torch
+
+    def tensor_maker(sample):
+        sample["embedding"] = torch.zeros(3)
+        return sample
+
+    table = write_csv(str(tmp_path / "t.csv"), url_rows[:2])
+    ds = sv.VideoDataset(table, subsamplers=[tensor_maker], cache_dir=str(tmp_path / "cache"), yield_failures=True)
+    samples = list(ds)
+    assert [s["json"]["status"] for s in samples] == ["failed_to_subsample"] * 2
+    assert "cannot cache payload 'embedding'" in samples[0]["json"]["error_message"]
+    assert json_stats(ds)["failed_to_subsample"] == 2 and json_stats(ds)["successes"] == 0
+
+
+def json_stats(ds):
+    import json
+
+    with open(ds.cache.paths(0).stats) as f:
+        return json.load(f)

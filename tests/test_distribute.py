@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import streamv2d as sv
-from streamv2d.distribute import World, consumer_shards, epoch_order, quota, top_up_shards
+from streamv2d.distribute import World, consumer_shards, epoch_order, quota, top_up_pools
 from conftest import write_csv
 
 
@@ -35,7 +35,8 @@ def test_shuffle_is_a_function_of_seed_and_epoch():
 
 def test_quota_splits_a_rank_total_over_workers():
     assert [quota(10, World(0, 1, w, 3)) for w in range(3)] == [4, 3, 3]
-    assert all(top_up_shards(epoch_order(2), World(r, 2, w, 3)) for r in range(2) for w in range(3))
+    assert all(top_up_pools(epoch_order(2), World(r, 2, w, 3)) for r in range(2) for w in range(3))
+    assert top_up_pools(epoch_order(4), World(0, 1, 1, 2)) == [[1, 3], [1, 2, 3, 0]]
 
 
 @pytest.fixture()
@@ -83,7 +84,7 @@ def test_fixed_length_mode_gives_equal_counts_despite_unequal_failures(tmp_path,
 
 def test_fixed_length_mode_refuses_to_spin_on_a_rank_with_nothing(tmp_path):
     table = write_csv(str(tmp_path / "bad.csv"), [{"url": "/nope.mp4"}])
-    with pytest.raises(RuntimeError, match="produced no sample"):
+    with pytest.raises(RuntimeError, match="no shard produced a sample"):
         list(sv.VideoDataset(table, samples_per_rank=3))
 
 
@@ -96,3 +97,56 @@ def test_sample_shuffle_buffer_is_deterministic_and_complete(local_table):
     assert keys(0) == keys(0)
     assert keys(0) != keys(1)
     assert sorted(keys(0)) == sorted(keys(1))
+
+
+def test_fixed_length_widens_when_a_workers_own_shards_all_fail(tmp_path, corpus_dir, corpus_names):
+    rows = [{"url": "/missing0.mp4"}, {"url": "/missing1.mp4"},
+            {"url": f"{corpus_dir}/{corpus_names[0]}"}, {"url": f"{corpus_dir}/{corpus_names[1]}"}]
+    table = write_csv(str(tmp_path / "half.csv"), rows)
+    ds = sv.VideoDataset(table, samples_per_shard=2, samples_per_rank=6)
+    samples = list(torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2))
+    assert len(samples) == 6 and all(s["json"]["status"] == "success" for s in samples)
+
+
+def test_fixed_length_counts_yielded_failures(tmp_path, corpus_dir, corpus_names):
+    rows = [{"url": "/missing.mp4"}] + [{"url": f"{corpus_dir}/{n}"} for n in corpus_names[:3]]
+    table = write_csv(str(tmp_path / "t.csv"), rows)
+    samples = list(sv.VideoDataset(table, samples_per_rank=5, yield_failures=True))
+    assert len(samples) == 5 and samples[0]["json"]["status"] == "failed_to_download"
+
+
+SPAWN_RANK = """
+import os, sys, torch, torch.distributed as dist
+sys.path.insert(0, sys.argv[1])
+import streamv2d as sv
+def main():
+    dist.init_process_group("gloo", rank=int(sys.argv[3]), world_size=2, init_method="tcp://127.0.0.1:" + sys.argv[4])
+    os.environ.pop("RANK", None); os.environ.pop("WORLD_SIZE", None)
+    ds = sv.VideoDataset(sys.argv[2], samples_per_shard=2)
+    loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=1, multiprocessing_context="spawn")
+    print(" ".join(sorted(s["__key__"] for s in loader)))
+    dist.destroy_process_group()
+if __name__ == "__main__":
+    main()
+"""
+
+
+def test_spawned_workers_keep_the_distributed_rank(tmp_path, local_table):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    script = tmp_path / "spawn_rank.py"
+    script.write_text(SPAWN_RANK)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    procs = [subprocess.Popen([sys.executable, str(script), root, local_table, str(r), port],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in range(2)]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs
+    keys = [out.split() for out, _ in outputs]
+    assert keys[0] and keys[1] and not set(keys[0]) & set(keys[1])
+    assert len(keys[0]) + len(keys[1]) == 12

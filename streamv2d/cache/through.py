@@ -10,7 +10,7 @@ import logging
 from typing import Any, Dict, Iterator, List, Optional, Set
 
 from ..pipeline import RowHook, ShardProcessor
-from ..sample import FAILED_TO_DOWNLOAD, SUCCESS, Sample, is_success, mark_failed
+from ..sample import FAILED_TO_DOWNLOAD, FAILED_TO_SUBSAMPLE, SUCCESS, Sample, is_success, mark_failed
 from ..sources import InputShard
 from ..stats import ShardStats
 from .journal import Journal, Progress
@@ -60,9 +60,7 @@ def _write_shard(processor: ShardProcessor, shard: InputShard, store: CacheStore
         for row_status, outputs in rows:
             if not row_status:          # done in an earlier run: already in the spool
                 continue
-            for sample in outputs:
-                if is_success(sample):
-                    spool.write(sample)
+            outputs = [_spooled(spool, sample, stats) for sample in outputs]
             spool.flush()
             meta = row_metadata(row_status, outputs)
             permanent = meta["status"] == FAILED_TO_DOWNLOAD and row_status["json"].get("permanent") is True
@@ -72,6 +70,20 @@ def _write_shard(processor: ShardProcessor, shard: InputShard, store: CacheStore
         _publish(store, shard.id, stats)
     finally:
         spool.close()
+
+
+def _spooled(spool: TarSpool, sample: Sample, stats: ShardStats) -> Sample:
+    """Append a success to the spool; one that cannot be stored (a tensor payload) becomes a counted
+    ``failed_to_subsample`` record instead of ending the shard."""
+    if not is_success(sample):
+        return sample
+    try:
+        spool.write(sample)
+        return sample
+    except (TypeError, ValueError) as exc:
+        failed = mark_failed(sample, FAILED_TO_SUBSAMPLE, str(exc))
+        stats.recount(sample, failed)
+        return failed
 
 
 def _row_hook(journal: Journal, done: Set[str], needs_fetch: bool) -> RowHook:

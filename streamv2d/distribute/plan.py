@@ -36,13 +36,17 @@ def quota(total: int, world: World) -> int:
     return total // world.num_workers + (1 if world.worker < total % world.num_workers else 0)
 
 
-def top_up_shards(order: List[int], world: World) -> List[int]:
-    """Shards a consumer cycles through in fixed-length mode: its own, or — when it has none (more
-    consumers than shards) — the rank's, or the whole epoch's, starting at an offset of its own."""
-    for pool, index in ((consumer_shards(order, world), 0),
-                        (rank_shards(order, world), world.worker),
-                        (order, world.rank * world.num_workers + world.worker)):
+def top_up_pools(order: List[int], world: World) -> List[List[int]]:
+    """Shard pools a consumer cycles through in fixed-length mode, narrowest first: its own shards, its rank's
+    (rotated by worker), the whole epoch's (rotated by consumer). Empty pools are left out; a consumer moves to
+    the next pool when a whole pass over the current one yields nothing (no shards, or only failures)."""
+    pools = []
+    for pool, offset in ((consumer_shards(order, world), 0),
+                         (rank_shards(order, world), world.worker),
+                         (order, world.rank * world.num_workers + world.worker)):
         if pool:
-            start = index % len(pool)
-            return pool[start:] + pool[:start] if index else pool
-    return []
+            start = offset % len(pool)
+            rotated = pool[start:] + pool[:start]
+            if rotated not in pools:
+                pools.append(rotated)
+    return pools

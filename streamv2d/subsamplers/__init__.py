@@ -1,6 +1,6 @@
 """Subsamplers: per-sample transforms applied lazily, in order, inside each worker."""
 from .audio import Audio
-from .base import Subsampler, SubsamplerLike, describe, run_chain
+from .base import Subsampler, SubsamplerLike, describe, run_chain, split_for_cache
 from .chain import compile_chain
 from .cuts import CutDetection
 from .flow import OpticalFlow
@@ -11,4 +11,4 @@ from .video import FPS, Clip, Encode, Resolution, Transcode
 
 __all__ = ["FPS", "Audio", "Clip", "CutDetection", "Encode", "Frames", "MediaError", "OpticalFlow", "Probe",
            "Resolution", "Subsampler", "SubsamplerLike", "Transcode", "compile_chain", "describe", "from_config",
-           "probe", "register", "run_chain"]
+           "probe", "register", "run_chain", "split_for_cache"]

@@ -30,6 +30,16 @@ def describe(subsampler: SubsamplerLike) -> str:
     return f"{module}.{name}:{json.dumps(config, sort_keys=True, default=str)}"
 
 
+def split_for_cache(subsamplers: Sequence[SubsamplerLike]) -> "tuple[List[SubsamplerLike], List[SubsamplerLike]]":
+    """``(cached, after)``: the chain cut before the first subsampler whose output cannot be stored in a shard
+    (``cacheable = False``, e.g. ``Frames``' tensors); the cache keeps what comes before it."""
+    subsamplers = list(subsamplers)
+    for i, subsampler in enumerate(subsamplers):
+        if getattr(subsampler, "cacheable", True) is False:
+            return subsamplers[:i], subsamplers[i:]
+    return subsamplers, []
+
+
 def run_chain(sample: Sample, chain: Sequence[SubsamplerLike]) -> List[Sample]:
     """Apply ``chain`` in order; failure records pass through untouched, exceptions become records."""
     samples = [sample]

@@ -10,7 +10,7 @@ from .video import Clip, SpanClip, Transcode, VideoOp
 def consumes_spans(subsampler: SubsamplerLike) -> bool:
     """Whether ``subsampler`` decodes ``json["span"]`` of shared media itself (Frames does), so a clip group
     before it need not encode."""
-    return bool(getattr(subsampler, "consumes_spans", False)) or type(subsampler).__name__ == "Frames"
+    return bool(getattr(subsampler, "consumes_spans", False))
 
 
 def compile_chain(subsamplers: Sequence[SubsamplerLike]) -> List[SubsamplerLike]:

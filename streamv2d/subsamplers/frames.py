@@ -31,7 +31,8 @@ class Frames(Subsampler):
         keep_media: keep the encoded bytes in the sample (dropped by default: they would cost IPC for nothing).
     """
 
-    consumes_spans = True
+    consumes_spans = True   # a Clip right before it only marks spans; nothing is encoded
+    cacheable = False       # tensors: with cache_dir, Frames runs on what the cache returns
 
     def __init__(self, num_frames: int = 16, size: Optional[int] = 224, sampling: str = "uniform",
                  fps: Optional[float] = None, stride: Optional[int] = None, backend: str = "auto",
