@@ -12,7 +12,7 @@ from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 from .fetch import Fetcher, FetchConfig
 from .fetch.pool import ordered_map
-from .sample import Sample, is_success
+from .sample import FAILED_TO_DOWNLOAD, Sample, is_success, mark_failed
 from .sources import InputShard, Source
 from .stats import ShardStats
 from .subsamplers import SubsamplerLike, compile_chain, run_chain
@@ -64,7 +64,7 @@ class ShardProcessor:
         stats = stats if stats is not None else ShardStats(shard.id)
         window = 2 * self.config.threads
         task = lambda row: self._process_row(row, before_fetch)  # noqa: E731
-        for fetched_bytes, row_status, outputs in ordered_map(task, self.source.read(shard), self.executor, window):
+        for fetched_bytes, row_status, outputs in ordered_map(task, self._rows(shard), self.executor, window):
             if row_status is not None:
                 stats.add_download(row_status, fetched_bytes)
             for sample in outputs:
@@ -75,6 +75,17 @@ class ShardProcessor:
         stats.finish()
         log.info("shard %d: %d samples from %d rows, %d failed to download, %d failed to subsample",
                  shard.id, stats.successes, stats.count, stats.failed_to_download, stats.failed_to_subsample)
+
+    def _rows(self, shard: InputShard) -> Iterator[Sample]:
+        """The shard's rows; a shard that cannot be read (a corrupt parquet page, a vanished file) ends with
+        one failure record for its unread rest instead of an exception that would end the epoch."""
+        try:
+            yield from self.source.read(shard)
+        except Exception as exc:
+            key = f"{shard.id:05d}_unreadable"
+            log.warning("shard %d (%s) cannot be read: %s", shard.id, shard.path, exc)
+            yield mark_failed({"__key__": key, "json": {"key": key}}, FAILED_TO_DOWNLOAD,
+                              f"unreadable shard {shard.path}: {type(exc).__name__}: {exc}")
 
     def _process_row(self, row: Sample, before_fetch: Optional[RowHook]) -> Tuple[int, Optional[Sample], List[Sample]]:
         if before_fetch is not None:

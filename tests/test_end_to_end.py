@@ -94,3 +94,18 @@ def test_batching_inside_workers(tmp_path, url_rows):
     batches = list(torch.utils.data.DataLoader(ds, batch_size=None, num_workers=1))
     assert [b["frames"].shape[0] for b in batches] == [2, 2, 1]
     assert batches[0]["frames"].shape == (2, 2, 4, 4, 3) and len(batches[0]["__key__"]) == 2
+
+
+def test_unreadable_table_shard_is_a_counted_failure(tmp_path, url_rows):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = str(tmp_path / "t.parquet")
+    pq.write_table(pa.Table.from_pylist(url_rows[:4]), path, row_group_size=2)
+    ds = sv.VideoDataset(path, samples_per_shard=2, yield_failures=True)
+    data = bytearray(open(path, "rb").read())
+    data[4:60] = b"\xff" * 56                          # break the first row group's pages, keep the footer
+    open(path, "wb").write(bytes(data))
+    samples = list(ds)
+    failures = [s for s in samples if s["json"]["status"] != "success"]
+    assert failures and "unreadable shard" in failures[0]["json"]["error_message"]

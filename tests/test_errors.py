@@ -28,7 +28,7 @@ def test_unreadable_table(tmp_path):
     with pytest.raises(SourceError, match=r"broken\.parquet: cannot read as parquet"):
         sv.VideoDataset(str(tmp_path / "broken.parquet"))
     (tmp_path / "broken.jsonl").write_text('{"url": "a"}\n{not json\n')
-    with pytest.raises(SourceError, match=r"broken\.jsonl: cannot read as jsonl"):
+    with pytest.raises(SourceError, match=r"broken\.jsonl: line 2 is not JSON"):
         sv.VideoDataset(str(tmp_path / "broken.jsonl"), samples_per_shard=1)
 
 

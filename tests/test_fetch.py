@@ -122,3 +122,15 @@ def test_sniffing_real_containers(container, ext):
 def test_sniffing_rejects_text():
     assert sniff_container(b"<!DOCTYPE html><html>") is None
     assert sniff_container(b"") is None
+
+
+def test_trickling_server_is_cut_at_max_seconds(server, corpus_names):
+    err = failure(server, f"trickle/0.05/{corpus_names[0]}", retries=0, read_timeout=1, max_seconds=0.5)
+    assert "max_seconds" in str(err) and not err.permanent
+
+
+def test_only_gone_statuses_are_permanent(server):
+    assert not failure(server, "status/403").permanent and server.requests["/status/403"] == 1
+    assert failure(server, "status/410").permanent
+    failure(server, "status/408")
+    assert server.requests["/status/408"] == FAST["retries"] + 1

@@ -109,3 +109,14 @@ def test_open_source_dispatch(tmp_path):
     for i in range(2):
         (tmp_path / f"x{i:05d}.tar").write_bytes(b"")
     assert isinstance(open_source(str(tmp_path / "x{00000..00001}.tar")), TarSource)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_column_types_that_change_after_the_first_block(tmp_path, fmt):
+    rows = [{"url": f"u{i}", "videoid": i} for i in range(300_000)] + [{"url": "last", "videoid": "abc123"}]
+    table = write_table(tmp_path / f"mixed.{fmt}", fmt, rows)
+    src = TableSource(table, save_additional_columns=["videoid"], samples_per_shard=100_000,
+                      table_cache=str(tmp_path / "c"))
+    last = list(src.read(src.shards()[-1]))[-1]["json"]
+    assert last["url"] == "last" and last["videoid"] == "abc123"
+    assert str(next(src.read(src.shards()[0]))["json"]["videoid"]) == "0"

@@ -82,3 +82,12 @@ def test_json_member_is_parsed_never_unpickled(tmp_path):
         add(tar, "k.pyd", b"\x80\x04K\x01.")   # a pickle stays opaque bytes
     sample = next(TarSource(str(path)).read(TarSource(str(path)).shards()[0]))
     assert sample["json"] == {"a": 1} and sample["pyd"] == b"\x80\x04K\x01."
+
+
+def test_pathlib_paths_are_accepted(tmp_path):
+    import streamv2d as sv
+
+    make_shard(tmp_path / "00000.tar", 2)
+    assert len(list(sv.VideoDataset(tmp_path / "00000.tar"))) == 2
+    assert len(list(sv.VideoDataset([tmp_path / "00000.tar"]))) == 2
+    assert len(list(sv.VideoDataset(tmp_path))) == 2          # a folder of tars

@@ -61,11 +61,16 @@ def _digest(text: str) -> str:
 class Journal:
     """Per-shard progress of namespace ``namespace`` and the permanent-failure memo, in LMDB at ``path``.
 
-    The memo is shared by every namespace of the folder: a 404 stays a 404 whatever the subsamplers."""
+    The memo is shared by every namespace of the folder (a 404 stays a 404 whatever the subsamplers) but kept
+    apart per ``memo_scope``: the fetch settings a failure depends on (size cap, yt-dlp options)."""
 
-    def __init__(self, path: str, namespace: str):
+    def __init__(self, path: str, namespace: str, memo_scope: str = ""):
         self.path = path
         self.namespace = namespace
+        self.memo_scope = memo_scope
+
+    def _memo_key(self, url: str) -> bytes:
+        return b"f/" + _digest(f"{self.memo_scope}|{url}").encode()
 
     @property
     def env(self) -> lmdb.Environment:
@@ -104,7 +109,7 @@ class Journal:
     def failure(self, url: str) -> Optional[Dict[str, Any]]:
         """The remembered permanent failure of ``url`` (``status``, ``error_message``), or None."""
         with self.env.begin() as txn:
-            raw = txn.get(b"f/" + _digest(url).encode())
+            raw = txn.get(self._memo_key(url))
         return json.loads(raw) if raw is not None else None
 
     # -- writing ----------------------------------------------------------------------------------------------
@@ -120,7 +125,7 @@ class Journal:
                     json.dumps({"offset": offset, "rows": rows, "stats": stats.to_dict()}).encode())
             if permanent_failure and meta.get("url"):
                 memo = {k: meta.get(k) for k in ("url", "status", "error_message")}
-                txn.put(b"f/" + _digest(str(meta["url"])).encode(), json.dumps(memo).encode())
+                txn.put(self._memo_key(str(meta["url"])), json.dumps(memo).encode())
 
     def clear(self, shard_id: int) -> None:
         """Forget ``shard_id``'s progress (published, or restarted from scratch); the failure memo stays."""

@@ -44,27 +44,28 @@ class CacheStore:
 
     def __init__(self, cache_dir: str, source_fingerprint: str, subsamplers: Sequence[SubsamplerLike] = (),
                  *, fmt: str = "tar", limit: Union[int, str, None] = None, num_shards: int = 1,
-                 flat: bool = False):
+                 flat: bool = False, memo_scope: str = ""):
         self.cache_dir = os.path.abspath(os.fspath(cache_dir))
         self.fmt = check_format(fmt)
         self.limit = parse_size(limit)
         self.namespace = namespace_fingerprint(source_fingerprint, subsamplers, fmt)
         self.root = self.cache_dir if flat else os.path.join(self.cache_dir, self.namespace)
         self.digits = key_widths(num_shards, 1)[0]
-        self.journal = Journal(os.path.join(self.cache_dir, JOURNAL_DIR), self.namespace)
+        self.journal = Journal(os.path.join(self.cache_dir, JOURNAL_DIR), self.namespace, memo_scope)
         self._describe(source_fingerprint, subsamplers)
 
     @classmethod
     def for_processor(cls, cache_dir: str, processor, *, fmt: str = "tar",
                       limit: Union[int, str, None] = None, flat: bool = False) -> "CacheStore":
         """The store of a :class:`~streamv2d.pipeline.ShardProcessor`'s source and subsampler chain (and its
-        yt-dlp options, which choose the format downloaded)."""
-        source = processor.source
+        yt-dlp options, which choose the format downloaded); failures are remembered per fetch setting."""
+        source, config = processor.source, processor.config
         fingerprint = source.fingerprint()
-        if processor.config.yt_dlp_options:
-            fingerprint += json.dumps(processor.config.yt_dlp_options, sort_keys=True, default=str)
+        if config.yt_dlp_options:
+            fingerprint += json.dumps(config.yt_dlp_options, sort_keys=True, default=str)
+        scope = json.dumps([config.max_bytes, config.yt_dlp, config.yt_dlp_options], sort_keys=True, default=str)
         return cls(cache_dir, fingerprint, processor.subsamplers, fmt=fmt, limit=limit,
-                   num_shards=len(source.shards()), flat=flat)
+                   num_shards=len(source.shards()), flat=flat, memo_scope=scope)
 
     def _describe(self, source_fingerprint: str, subsamplers: Sequence[SubsamplerLike]) -> None:
         os.makedirs(self.root, exist_ok=True)

@@ -63,6 +63,18 @@ class _Handler(BaseHTTPRequestHandler):
         time.sleep(float(seconds))
         self._route_videos(name)
 
+    def _route_trickle(self, interval: str, name: str) -> None:
+        """The video, one byte every ``interval`` seconds: each read succeeds, the download never ends."""
+        data = self.server.read(name) or b""
+        self.send_response(200)
+        self.send_header("Content-Type", "video/mp4")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        for i in range(len(data)):
+            self.wfile.write(data[i:i + 1])
+            self.wfile.flush()
+            time.sleep(float(interval))
+
     def _route_truncated(self, name: str) -> None:
         data = self.server.read(name) or b""
         self.send_response(200)

@@ -9,12 +9,15 @@ import weakref
 from typing import Optional, Tuple
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
 from ..errors import FetchError
 from .config import FetchConfig
 
 _CHUNK = 1 << 16
+#: Statuses that say the resource will not come back (others, like 403, may be a passing block or rate limit).
+_GONE = (404, 410, 451)
 
 
 class _Retryable(Exception):
@@ -75,10 +78,10 @@ class HttpFetcher:
             raise _Retryable(f"connection failed: {type(exc).__name__}") from None
         with response:
             status = response.status_code
-            if status >= 500 or status == 429:
+            if status >= 500 or status in (408, 429):
                 raise _Retryable(f"HTTP {status}")
-            if status >= 400:
-                raise FetchError(f"HTTP {status}", permanent=True)
+            if status >= 400:   # not retried now; remembered as permanent only when the resource is gone
+                raise FetchError(f"HTTP {status}", permanent=status in _GONE)
             declared = _content_length(response)
             if declared is not None and declared > cfg.max_bytes:
                 raise FetchError(f"body of {declared} bytes exceeds max_bytes={cfg.max_bytes}", permanent=True)
@@ -90,14 +93,16 @@ class HttpFetcher:
         deadline = time.monotonic() + cfg.max_seconds
         body = bytearray()
         try:
-            for chunk in response.iter_content(_CHUNK):
+            while True:   # read1 returns what one receive brings, so a trickling server meets the deadline
+                chunk = response.raw.read1(_CHUNK, decode_content=True)
+                if not chunk:
+                    break
                 body += chunk
                 if len(body) > cfg.max_bytes:
                     raise FetchError(f"body exceeds max_bytes={cfg.max_bytes}", permanent=True)
                 if time.monotonic() > deadline:
                     raise _Retryable(f"download exceeded max_seconds={cfg.max_seconds}")
-        except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError,
-                requests.exceptions.Timeout) as exc:
+        except (urllib3.exceptions.HTTPError, requests.exceptions.RequestException, OSError) as exc:
             got = f"{len(body)} of {declared}" if declared is not None else str(len(body))
             raise _Retryable(f"truncated body: connection dropped after {got} bytes ({type(exc).__name__})") from None
         if declared is not None and len(body) < declared and "Content-Encoding" not in response.headers:

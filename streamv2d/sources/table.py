@@ -184,22 +184,33 @@ class TableSource:
         fd, tmp = tempfile.mkstemp(prefix=f"{digest}.", suffix=".tmp", dir=self.table_cache)
         os.close(fd)
         try:
-            with fsspec.open(path, "rb", compression="infer", **self.storage_options) as f:
-                batches = self._text_batches(f, path, fmt)
-                first = next(batches, None)
-                schema = first.schema if first is not None else pa.schema([(c, pa.string()) for c in self.columns])
-                with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
-                    if first is not None:
-                        writer.write_batch(first)
-                    for batch in batches:
-                        writer.write_batch(batch.cast(schema) if batch.schema != schema else batch)
+            try:
+                self._write_ipc(path, fmt, tmp)
+            except pa.ArrowInvalid:
+                if fmt != "jsonl":
+                    raise
+                self._write_ipc(path, "jsonl-mixed", tmp)   # types change between lines: parse them ourselves
             os.replace(tmp, target)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
         return target
 
+    def _write_ipc(self, path: str, fmt: str, tmp: str) -> None:
+        with fsspec.open(path, "rb", compression="infer", **self.storage_options) as f:
+            batches = self._text_batches(f, path, fmt)
+            first = next(batches, None)
+            schema = first.schema if first is not None else pa.schema([(c, pa.string()) for c in self.columns])
+            with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
+                if first is not None:
+                    writer.write_batch(first)
+                for batch in batches:
+                    writer.write_batch(batch.cast(schema) if batch.schema != schema else batch)
+
     def _text_batches(self, f, path: str, fmt: str) -> Iterator[pa.RecordBatch]:
+        if fmt == "jsonl-mixed":
+            yield from _jsonl_string_batches(f, path, self.columns, self._check_columns)
+            return
         if fmt == "txt":
             yield from _txt_batches(f, self.url_col)
             return
@@ -209,7 +220,7 @@ class TableSource:
         if fmt == "jsonl":
             reader = pjson.open_json(f, read_options=pjson.ReadOptions(block_size=1 << 22))
         else:
-            strings = {c: pa.string() for c in self.columns if c not in self.extra_cols}
+            strings = {c: pa.string() for c in self.columns}   # types guessed from one block break on later ones
             reader = pcsv.open_csv(
                 f,
                 read_options=pcsv.ReadOptions(block_size=1 << 22),
@@ -308,6 +319,34 @@ def _json_array_batches(f, path: str, columns: List[str], check) -> Iterator[pa.
     for i in range(0, len(records), _BATCH_ROWS):
         chunk = records[i:i + _BATCH_ROWS]
         yield pa.RecordBatch.from_pylist([{c: r.get(c) for c in columns} for r in chunk])
+
+
+def _jsonl_string_batches(f, path: str, columns: List[str], check) -> Iterator[pa.RecordBatch]:
+    """JSON lines whose values change type from line to line: every selected column as text (non-strings
+    JSON-encoded), which is what the arrow reader cannot do."""
+    def text(value):
+        return value if value is None or isinstance(value, str) else json.dumps(value)
+
+    rows: List[dict] = []
+    checked = False
+    for number, raw in enumerate(f, 1):
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw)
+        except ValueError as exc:
+            raise SourceError(f"{path}: line {number} is not JSON: {exc}") from None
+        if not isinstance(record, dict):
+            raise SourceError(f"{path}: line {number} is not a JSON object")
+        if not checked:
+            check(path, list(record))
+            checked = True
+        rows.append({c: text(record.get(c)) for c in columns})
+        if len(rows) >= _BATCH_ROWS:
+            yield pa.RecordBatch.from_pylist(rows, schema=pa.schema([(c, pa.string()) for c in columns]))
+            rows = []
+    if rows:
+        yield pa.RecordBatch.from_pylist(rows, schema=pa.schema([(c, pa.string()) for c in columns]))
 
 
 def _parse_clips(value) -> Optional[list]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import posixpath
 import tarfile
 from typing import Iterator, List, Optional, Sequence, Tuple
@@ -124,8 +125,5 @@ def _refused(shard: InputShard, name: str, reason: str) -> Sample:
 
 def looks_like_tar_spec(spec: PathSpec) -> bool:
     """True when every path of ``spec`` names a tar file (before expansion, so no I/O)."""
-    items = [spec] if isinstance(spec, str) else [str(s) for s in spec]
-    return bool(items) and all(str(i).split("?")[0].endswith((".tar", ".tar.gz", ".tgz")) for i in items)
-
-
-
+    items = [spec] if isinstance(spec, (str, os.PathLike)) else list(spec)
+    return bool(items) and all(os.fspath(i).split("?")[0].endswith((".tar", ".tar.gz", ".tgz")) for i in items)
