@@ -66,15 +66,15 @@ class ShardProcessor:
         task = lambda row: self._process_row(row, before_fetch)  # noqa: E731
         for fetched_bytes, row_status, outputs in ordered_map(task, self._rows(shard), self.executor, window):
             if row_status is not None:
-                stats.add_download(row_status, fetched_bytes)
+                stats.add_row(row_status, outputs, fetched_bytes)
             for sample in outputs:
-                stats.add_output(sample)
                 if not is_success(sample):
                     log.debug("%s: %s", sample["__key__"], sample["json"].get("error_message"))
             yield row_status or {}, outputs
         stats.finish()
-        log.info("shard %d: %d samples from %d rows, %d failed to download, %d failed to subsample",
-                 shard.id, stats.successes, stats.count, stats.failed_to_download, stats.failed_to_subsample)
+        log.info("shard %d: %d of %d rows succeeded (%d samples), %d failed to download, %d failed to subsample",
+                 shard.id, stats.successes, stats.count, stats.samples, stats.failed_to_download,
+                 stats.failed_to_subsample)
 
     def _rows(self, shard: InputShard) -> Iterator[Sample]:
         """The shard's rows; a shard that cannot be read (a corrupt parquet page, a vanished file) ends with

@@ -8,7 +8,7 @@ from typing import Dict, List
 
 import fsspec
 
-_COUNTS = ("count", "successes", "failed_to_download", "failed_to_subsample", "bytes_downloaded")
+_COUNTS = ("count", "successes", "failed_to_download", "failed_to_subsample", "samples", "bytes_downloaded")
 
 
 @dataclass
@@ -26,7 +26,7 @@ class Summary:
         for key in _COUNTS:
             self.totals[key] += int(doc.get(key) or 0)
         for message, n in (doc.get("status_dict") or {}).items():
-            if message != "success":
+            if message not in ("success", "filtered"):
                 self.errors[message] += n
         self.cpu_duration += float(doc.get("duration") or 0)
 
@@ -34,7 +34,7 @@ class Summary:
         t = self.totals
         rate = t["successes"] / t["count"] if t["count"] else 0.0
         out = [f"shards: {self.shards}",
-               f"rows: {t['count']}   successes: {t['successes']} ({rate:.1%})",
+               f"rows: {t['count']}   successes: {t['successes']} ({rate:.1%})   samples written: {t['samples']}",
                f"failed to download: {t['failed_to_download']}   failed to subsample: {t['failed_to_subsample']}",
                f"downloaded: {t['bytes_downloaded'] / 1e6:.1f} MB"]
         if self.duration > 0:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import dataclass, field
-from typing import Any, Dict
+from dataclasses import dataclass, field, fields
+from typing import Any, Dict, List
 
 from .sample import FAILED_TO_DOWNLOAD, FAILED_TO_SUBSAMPLE, SUCCESS, Sample
 
@@ -14,66 +14,61 @@ MAX_DISTINCT_ERRORS = 100
 
 @dataclass
 class ShardStats:
-    """What happened to one input shard: counts, bytes, timings and an error histogram."""
+    """What happened to one input shard. Rows are counted as video2dataset does — ``count`` input rows, each a
+    success (at least one sample out), a download failure or a subsampling failure — and ``samples`` counts the
+    samples written (more than the successes when clips split videos)."""
 
     shard_id: int
     count: int = 0
     successes: int = 0
     failed_to_download: int = 0
     failed_to_subsample: int = 0
+    samples: int = 0
     bytes_downloaded: int = 0
     start_time: float = field(default_factory=time.time)
     end_time: float = 0.0
     status_dict: Counter = field(default_factory=Counter)
 
-    def add_download(self, sample: Sample, nbytes: int) -> None:
-        """Count one input row after its fetch (success or not)."""
-        self.count += 1
-        self.bytes_downloaded += nbytes
-        meta = sample.get("json", {})
+    def add_row(self, status: Sample, outputs: List[Sample], nbytes: int = 0, sign: int = 1) -> None:
+        """Count one input row: its status after the fetch and the samples its subsamplers made
+        (``sign=-1`` takes a row back out)."""
+        self.count += sign
+        self.bytes_downloaded += sign * nbytes
+        meta = status.get("json", {})
+        good = sum(1 for o in outputs if o.get("json", {}).get("status", SUCCESS) == SUCCESS)
+        self.samples += sign * good
         if meta.get("status") == FAILED_TO_DOWNLOAD:
-            self.failed_to_download += 1
-            self._note(meta.get("error_message", "unknown"))
-
-    def add_output(self, sample: Sample) -> None:
-        """Count one sample leaving the subsamplers."""
-        meta = sample.get("json", {})
-        status = meta.get("status", SUCCESS)
-        if status == SUCCESS:
-            self.successes += 1
-            self.status_dict[SUCCESS] += 1
-        elif status == FAILED_TO_SUBSAMPLE:
-            self.failed_to_subsample += 1
-            self._note(meta.get("error_message", "unknown"))
-
-    def recount(self, counted: Sample, instead: Sample) -> None:
-        """Replace an output already counted (a success the cache could not store) by another."""
-        if counted.get("json", {}).get("status", SUCCESS) == SUCCESS:
-            self.successes -= 1
-            self.status_dict[SUCCESS] -= 1
-        self.add_output(instead)
-
-    def _note(self, message: str) -> None:
-        if message in self.status_dict or len(self.status_dict) < MAX_DISTINCT_ERRORS:
-            self.status_dict[message] += 1
+            self.failed_to_download += sign
+            self._note(meta.get("error_message") or "unknown", sign)
+        elif good:
+            self.successes += sign
+            self.status_dict[SUCCESS] += sign
         else:
-            self.status_dict["other"] += 1
+            failed = [o["json"] for o in outputs if o.get("json", {}).get("status") == FAILED_TO_SUBSAMPLE]
+            if failed:
+                self.failed_to_subsample += sign
+                self._note(failed[0].get("error_message") or "unknown", sign)
+            else:   # every sample dropped by a filter
+                self.status_dict["filtered"] += sign
+
+    def replace_row(self, status: Sample, counted: List[Sample], instead: List[Sample]) -> None:
+        """Recount a row whose outputs changed after counting (a success the cache could not store)."""
+        self.add_row(status, counted, 0, -1)
+        self.add_row(status, instead, 0, +1)
+
+    def _note(self, message: str, sign: int) -> None:
+        key = message if message in self.status_dict or len(self.status_dict) < MAX_DISTINCT_ERRORS else "other"
+        self.status_dict[key] += sign
+        if self.status_dict[key] <= 0:
+            del self.status_dict[key]
 
     def finish(self) -> "ShardStats":
         self.end_time = time.time()
         return self
 
     def to_dict(self) -> Dict[str, Any]:
-        """The ``_stats.json`` document (video2dataset's fields plus ``shard_id``)."""
-        return {
-            "shard_id": self.shard_id,
-            "count": self.count,
-            "successes": self.successes,
-            "failed_to_download": self.failed_to_download,
-            "failed_to_subsample": self.failed_to_subsample,
-            "bytes_downloaded": self.bytes_downloaded,
-            "start_time": self.start_time,
-            "end_time": self.end_time,
-            "duration": max(0.0, self.end_time - self.start_time),
-            "status_dict": dict(self.status_dict),
-        }
+        """The ``_stats.json`` document: video2dataset's fields, plus ``shard_id`` and ``samples``."""
+        doc = {f.name: getattr(self, f.name) for f in fields(self)}
+        doc["status_dict"] = dict(self.status_dict)
+        doc["duration"] = max(0.0, self.end_time - self.start_time)
+        return doc

@@ -109,3 +109,21 @@ def test_unreadable_table_shard_is_a_counted_failure(tmp_path, url_rows):
     samples = list(ds)
     failures = [s for s in samples if s["json"]["status"] != "success"]
     assert failures and "unreadable shard" in failures[0]["json"]["error_message"]
+
+
+def test_stats_count_rows_not_samples(tmp_path, url_rows):
+    from streamv2d.stats import ShardStats
+
+    def split(sample):
+        return [dict(sample, __key__=f"{sample['__key__']}_{i}") for i in range(3)]
+
+    def drop_second(sample):
+        return None if sample["__key__"].startswith("000001") else sample
+
+    ds = sv.VideoDataset(write_csv(str(tmp_path / "t.csv"), url_rows[:3]), subsamplers=[split, drop_second],
+                         samples_per_shard=10)
+    stats = ShardStats(0)
+    list(ds.processor.process(ds.source.shards()[0], stats))
+    doc = stats.to_dict()
+    assert (doc["count"], doc["successes"], doc["samples"]) == (3, 2, 6)
+    assert doc["status_dict"] == {"success": 2, "filtered": 1}

@@ -120,3 +120,12 @@ def test_column_types_that_change_after_the_first_block(tmp_path, fmt):
     last = list(src.read(src.shards()[-1]))[-1]["json"]
     assert last["url"] == "last" and last["videoid"] == "abc123"
     assert str(next(src.read(src.shards()[0]))["json"]["videoid"]) == "0"
+
+
+def test_parquet_list_column_for_clips_and_extras(tmp_path):
+    rows = [{"url": "u0", "clips": [[0.0, 1.5], [2.0, 3.0]], "tags": ["a", "b"]}]
+    path = str(tmp_path / "nested.parquet")
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    src = TableSource(path, clip_col="clips", save_additional_columns=["tags"])
+    row = next(src.read(src.shards()[0]))
+    assert row["json"]["clips"] == [[0.0, 1.5], [2.0, 3.0]] and row["json"]["tags"] == ["a", "b"]

@@ -60,7 +60,10 @@ def _write_shard(processor: ShardProcessor, shard: InputShard, store: CacheStore
         for row_status, outputs in rows:
             if not row_status:          # done in an earlier run: already in the spool
                 continue
-            outputs = [_spooled(spool, sample, stats) for sample in outputs]
+            stored = [_spooled(spool, sample) for sample in outputs]
+            if stored != outputs:
+                stats.replace_row(row_status, outputs, stored)
+                outputs = stored
             spool.flush()
             meta = row_metadata(row_status, outputs)
             permanent = meta["status"] == FAILED_TO_DOWNLOAD and row_status["json"].get("permanent") is True
@@ -72,8 +75,8 @@ def _write_shard(processor: ShardProcessor, shard: InputShard, store: CacheStore
         spool.close()
 
 
-def _spooled(spool: TarSpool, sample: Sample, stats: ShardStats) -> Sample:
-    """Append a success to the spool; one that cannot be stored (a tensor payload) becomes a counted
+def _spooled(spool: TarSpool, sample: Sample) -> Sample:
+    """Append a success to the spool; one that cannot be stored (a tensor payload) becomes a
     ``failed_to_subsample`` record instead of ending the shard."""
     if not is_success(sample):
         return sample
@@ -81,9 +84,7 @@ def _spooled(spool: TarSpool, sample: Sample, stats: ShardStats) -> Sample:
         spool.write(sample)
         return sample
     except (TypeError, ValueError) as exc:
-        failed = mark_failed(sample, FAILED_TO_SUBSAMPLE, str(exc))
-        stats.recount(sample, failed)
-        return failed
+        return mark_failed(sample, FAILED_TO_SUBSAMPLE, str(exc))
 
 
 def _row_hook(journal: Journal, done: Set[str], needs_fetch: bool) -> RowHook:

@@ -157,8 +157,9 @@ class TableSource:
         try:
             if fmt == "parquet":
                 with fsspec.open(path, "rb", **self.storage_options) as f:
-                    meta = pq.ParquetFile(f).metadata
-                self._check_columns(path, meta.schema.names)
+                    parquet = pq.ParquetFile(f)
+                    meta, names = parquet.metadata, parquet.schema_arrow.names   # top-level names, not leaves
+                self._check_columns(path, names)
                 sizes = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
                 starts = tuple(accumulate(sizes, initial=0))[:-1]
                 return _TableFile(path, path, "parquet", meta.num_rows, first_shard, starts)
