@@ -1,12 +1,20 @@
-"""The ``streamv2d`` command line."""
+"""The ``streamv2d`` command line: ``demo``, ``materialize``, ``stats``."""
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from typing import List, Optional
 
 from . import __version__
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
+    return number
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -24,7 +32,8 @@ def _materialize(args: argparse.Namespace) -> int:
         job = load_config(args.config)
         for line in job.ignored:
             print(f"config: ignored {line}", file=sys.stderr)
-        for option in ("url_col", "caption_col", "clip_col", "samples_per_shard", "input_format"):
+        for option in ("url_col", "caption_col", "clip_col", "samples_per_shard", "input_format",
+                       "save_additional_columns"):
             if getattr(args, option) is not None:
                 job.reading[option] = getattr(args, option)
         if args.format:
@@ -35,9 +44,12 @@ def _materialize(args: argparse.Namespace) -> int:
     except (StreamV2DError, ValueError, OSError) as exc:
         print(f"streamv2d materialize: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\nstreamv2d materialize: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
     print("\n".join(result.summary.lines()))
     if result.failed:
-        print(f"{len(result.failed)} shard(s) could not be completed ({result.failed[:10]}…): run the same "
+        print(f"{len(result.failed)} shard(s) could not be completed ({result.failed[:10]}): run the same "
               "command again to resume them", file=sys.stderr)
         return 1
     return 0
@@ -46,8 +58,11 @@ def _materialize(args: argparse.Namespace) -> int:
 def _stats(args: argparse.Namespace) -> int:
     from .report import summarize
 
+    if not os.path.isdir(args.folder) and "://" not in args.folder:
+        print(f"{args.folder}: no such folder", file=sys.stderr)
+        return 2
     summary = summarize(args.folder)
-    if summary.shards == 0:
+    if summary.shards == 0 and not summary.partial:
         print(f"{args.folder}: no *_stats.json found", file=sys.stderr)
         return 1
     print("\n".join(summary.lines(args.top)))
@@ -55,43 +70,57 @@ def _stats(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="streamv2d", description=__doc__)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="log each shard and every failure")
+    parser = argparse.ArgumentParser(prog="streamv2d", description=__doc__, parents=[common])
     parser.add_argument("--version", action="version", version=f"streamv2d {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log every failure")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    demo = commands.add_parser("demo", help="run the whole pipeline offline on a generated sample served on 127.0.0.1")
+    demo = commands.add_parser("demo", parents=[common],
+                               help="run the whole pipeline offline on a generated sample served on 127.0.0.1")
     demo.add_argument("--out", default="demo-output", help="folder for the sample videos, table and outputs")
-    demo.add_argument("--videos", type=int, default=24, help="number of sample videos to generate")
+    demo.add_argument("--videos", type=_positive, default=24, help="number of sample videos to generate")
     demo.add_argument("--workers", type=int, default=2, help="DataLoader workers")
     demo.set_defaults(run=_demo)
 
-    mat = commands.add_parser("materialize", help="process a source into output shards (resumable, N processes)")
-    mat.add_argument("input", help="URL table(s) or tar shards: path, glob, brace pattern or fsspec URL")
+    mat = commands.add_parser("materialize", parents=[common],
+                              help="process a source into output shards (resumable, N processes)")
+    mat.add_argument("input", help="URL table(s), tar shards or an output folder: path, glob, brace pattern, "
+                                   "or fsspec URL")
     mat.add_argument("output", help="output folder (one output shard per input shard)")
     mat.add_argument("--config", help="YAML job file (ours, or a video2dataset config)")
-    mat.add_argument("--processes", type=int, default=None, help="worker processes (default: config or 1)")
-    mat.add_argument("--threads", type=int, help="concurrent fetches per process (default: config or 8)")
+    mat.add_argument("--processes", type=_positive, default=None, help="worker processes (default: config or 1)")
+    mat.add_argument("--threads", type=_positive, help="concurrent fetches per process (default: config or 8)")
     mat.add_argument("--format", choices=["tar", "parquet", "files"], help="output format (default tar)")
-    mat.add_argument("--url-col", dest="url_col")
-    mat.add_argument("--caption-col", dest="caption_col")
-    mat.add_argument("--clip-col", dest="clip_col")
-    mat.add_argument("--samples-per-shard", dest="samples_per_shard", type=int)
-    mat.add_argument("--input-format", dest="input_format")
+    mat.add_argument("--url-col", dest="url_col", help="column holding the URL (default url)")
+    mat.add_argument("--caption-col", dest="caption_col", help="column holding the caption")
+    mat.add_argument("--clip-col", dest="clip_col", help="column holding [[start, end], ...] spans in seconds")
+    mat.add_argument("--save-additional-columns", dest="save_additional_columns", nargs="+", metavar="COLUMN",
+                     help="columns carried into each sample's json")
+    mat.add_argument("--samples-per-shard", dest="samples_per_shard", type=_positive,
+                     help="rows per input shard (default 1000)")
+    mat.add_argument("--input-format", dest="input_format", help="csv, tsv, json, jsonl, parquet or txt")
     mat.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     mat.set_defaults(run=_materialize)
 
-    stats = commands.add_parser("stats", help="summarise a folder of *_stats.json (success rates, errors, sizes)")
+    stats = commands.add_parser("stats", parents=[common],
+                                help="summarise a folder of *_stats.json (success rates, errors, sizes)")
     stats.add_argument("folder", help="output folder (local path or fsspec URL)")
-    stats.add_argument("--top", type=int, default=10, help="how many distinct errors to list")
+    stats.add_argument("--top", type=_positive, default=10, help="how many distinct errors to list")
     stats.set_defaults(run=_stats)
     return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 2
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if getattr(args, "verbose", False):
+        logging.getLogger("streamv2d").setLevel(logging.DEBUG)
     return args.run(args)
 
 

@@ -31,7 +31,6 @@ class JobConfig:
     reading: Dict[str, Any] = field(default_factory=dict)     # VideoDataset's table options
     fetch: FetchConfig = field(default_factory=FetchConfig)
     output_format: str = "tar"
-    cache_limit: Optional[int] = None
     processes: int = 1
     ignored: List[str] = field(default_factory=list)         # "key: reason" lines for the user
 
@@ -44,8 +43,13 @@ def load_config(path: Optional[str]) -> JobConfig:
     """Read a YAML job file (ours or video2dataset's); None gives the defaults."""
     if path is None:
         return JobConfig()
-    with open(path) as f:
-        doc = yaml.safe_load(f) or {}
+    try:
+        with open(path) as f:
+            doc = yaml.safe_load(f) or {}
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such config file") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(doc, dict):
         raise ValueError(f"{path}: a job config must be a mapping with subsampling/reading/storage/distribution")
     unknown = sorted(set(doc) - {"subsampling", "subsamplers", "reading", "storage", "distribution"})
@@ -66,7 +70,6 @@ def load_config(path: Optional[str]) -> JobConfig:
         fetch["threads"] = int(distribution.pop("threads"))
     job.fetch = FetchConfig.from_any(fetch)
     job.output_format = storage.pop("format", "tar")
-    job.cache_limit = parse_size(storage.pop("cache_limit", None))
     job.processes = int(distribution.pop("processes", 1))
     for section, rest in (("reading", reading), ("storage", storage), ("distribution", distribution)):
         if rest:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import queue
+import signal
 import time
 from dataclasses import dataclass
 from typing import Any, List, Optional
@@ -19,7 +20,7 @@ from .cache import CacheStore, write_through
 from .config import JobConfig
 from .pipeline import ShardProcessor
 from .report import Summary, summarize
-from .sample import SUCCESS, media_key
+from .sample import is_success, media_key
 from .sources import open_source
 
 log = logging.getLogger("streamv2d")
@@ -91,6 +92,10 @@ def _run(processor: ShardProcessor, store: CacheStore, todo: List[int], processe
             elapsed = max(time.perf_counter() - start, 1e-9)
             bar.set_postfix_str(f"{samples / elapsed:.1f} samples/s, {successes / max(samples, 1):.0%} ok, "
                                 f"{nbytes / elapsed / 1e6:.1f} MB/s", refresh=False)
+    except KeyboardInterrupt:
+        for w in workers:          # journaled rows are safe; the rest is redone on the next run
+            w.terminate()
+        raise
     finally:
         bar.close()
         for w in workers:
@@ -102,7 +107,9 @@ def _run(processor: ShardProcessor, store: CacheStore, todo: List[int], processe
 
 
 def _worker(processor: ShardProcessor, store: CacheStore, tasks, events) -> None:
-    """Drain ``write_through`` for shard ids from ``tasks`` until a None arrives; report counts on ``events``."""
+    """Drain ``write_through`` for shard ids from ``tasks`` until a None arrives; report counts on ``events``.
+    Ctrl-C is the parent's to handle: it stops the workers."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     while True:
         shard_id = tasks.get()
         if shard_id is None:
@@ -111,7 +118,7 @@ def _worker(processor: ShardProcessor, store: CacheStore, tasks, events) -> None
         try:
             for sample in write_through(processor, processor.source.shards()[shard_id], store):
                 counts[0] += 1
-                if sample.get("json", {}).get("status", SUCCESS) == SUCCESS:
+                if is_success(sample):
                     counts[1] += 1
                     ext = media_key(sample)
                     counts[2] += len(sample[ext]) if ext else 0

@@ -18,6 +18,7 @@ class Summary:
     shards: int = 0
     totals: Counter = field(default_factory=Counter)
     errors: Counter = field(default_factory=Counter)
+    partial: int = 0             # shards being written (or left by a killed run): resume to complete them
     duration: float = 0.0        # wall time from the first shard's start to the last shard's end
     cpu_duration: float = 0.0    # sum of per-shard durations
 
@@ -33,7 +34,8 @@ class Summary:
     def lines(self, top: int = 10) -> List[str]:
         t = self.totals
         rate = t["successes"] / t["count"] if t["count"] else 0.0
-        out = [f"shards: {self.shards}",
+        out = [f"shards: {self.shards}" + (f" complete, {self.partial} partial (run materialize again to finish "
+                                           "them)" if self.partial else ""),
                f"rows: {t['count']}   successes: {t['successes']} ({rate:.1%})   samples written: {t['samples']}",
                f"failed to download: {t['failed_to_download']}   failed to subsample: {t['failed_to_subsample']}",
                f"downloaded: {t['bytes_downloaded'] / 1e6:.1f} MB"]
@@ -59,4 +61,5 @@ def summarize(folder: str, storage_options: Dict = None) -> Summary:
             ends.append(float(doc["end_time"]))
     if starts:
         summary.duration = max(ends) - min(starts)
+    summary.partial = len(fs.glob(f"{root.rstrip('/')}/*.partial"))
     return summary

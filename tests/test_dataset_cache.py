@@ -93,3 +93,41 @@ def json_stats(ds):
 
     with open(ds.cache.paths(0).stats) as f:
         return json.load(f)
+
+
+def test_fingerprints_see_the_settings_of_user_callables():
+    import functools
+
+    from streamv2d.subsamplers import describe
+
+    def keep_if(sample, min_bytes):
+        return sample if len(sample.get("mp4", b"")) >= min_bytes else None
+
+    def threshold(limit):
+        return lambda sample: sample if limit else None
+
+    class Filter:
+        def __init__(self, p):
+            self.p = p
+
+        def __call__(self, sample):
+            return sample
+
+    assert describe(functools.partial(keep_if, min_bytes=10)) != describe(functools.partial(keep_if, min_bytes=99))
+    assert describe(threshold(1)) != describe(threshold(0))
+    assert describe(lambda s: s) != describe(lambda s: None)
+    assert describe(Filter(0.1)) != describe(Filter(0.9))
+    assert describe(Filter(0.1)) == describe(Filter(0.1))
+    assert describe(sv.FPS(5)) != describe(sv.FPS(8))
+
+
+def test_extra_columns_of_any_type_are_cached(tmp_path, url_rows):
+    import datetime
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [dict(r, seen=datetime.datetime(2024, 1, 2)) for r in url_rows[:2]]
+    pq.write_table(pa.Table.from_pylist(rows), str(tmp_path / "t.parquet"))
+    ds = sv.VideoDataset(str(tmp_path / "t.parquet"), save_additional_columns=["seen"], cache_dir=str(tmp_path / "c"))
+    assert len(list(ds)) == 2 and len(list(ds)) == 2

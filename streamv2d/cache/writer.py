@@ -31,7 +31,7 @@ def encode_value(ext: str, value: Any) -> bytes:
     if isinstance(value, str):
         return value.encode("utf-8")
     if isinstance(value, (dict, list)):
-        return json.dumps(value).encode("utf-8")
+        return json.dumps(value, default=str).encode("utf-8")   # dates and the like from extra columns
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value).encode("utf-8")
     raise TypeError(f"cannot cache payload {ext!r} of type {type(value).__name__}: the cache stores encoded "
