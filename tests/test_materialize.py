@@ -175,7 +175,7 @@ distribution: {processes: 2, threads: 2}
 def test_example_job_file_loads():
     job = load_config(os.path.join(ROOT, "examples", "job.yaml"))
     assert [type(s).__name__ for s in job.subsamplers] == ["Probe", "FPS", "Resolution", "Encode"]
-    assert job.fetch.max_bytes == 500_000_000 and job.fetch.yt_dlp_options == {"format": "best[height<=360]"}
+    assert job.fetch.max_bytes == 500_000_000 and job.fetch.yt_dlp_options == {"format": "best[height<=360]/best"}
     assert (job.processes, job.fetch.threads, job.output_format) == (2, 8, "tar")
     assert job.reading == {"url_col": "url", "caption_col": "caption", "samples_per_shard": 1000}
 

@@ -1,12 +1,15 @@
 """Platform pages (and HTML pages that embed a video) through yt-dlp, used as a library, never a shell."""
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from typing import Any, Dict
 
 from ..errors import FetchError
 from .config import FetchConfig
+
+log = logging.getLogger("streamv2d")
 
 #: Hosts whose pages are never direct media; ``yt_dlp="auto"`` sends them to yt-dlp straight away.
 PLATFORM_HOSTS = ("youtube.com", "youtu.be", "vimeo.com", "dailymotion.com", "tiktok.com", "twitch.tv",
@@ -16,6 +19,15 @@ PLATFORM_HOSTS = ("youtube.com", "youtu.be", "vimeo.com", "dailymotion.com", "ti
 def is_platform_url(host: str) -> bool:
     host = host.lower().split(":")[0]
     return any(host == h or host.endswith("." + h) for h in PLATFORM_HOSTS)
+
+
+class _QuietLogger:
+    """yt-dlp's messages, sent to the ``streamv2d`` logger at debug level."""
+
+    def debug(self, message: str) -> None:
+        log.debug("yt-dlp: %s", message)
+
+    info = warning = error = debug
 
 
 def ydl_options(config: FetchConfig, directory: str) -> Dict[str, Any]:
@@ -31,6 +43,7 @@ def ydl_options(config: FetchConfig, directory: str) -> Dict[str, Any]:
         "no_warnings": True,
         "noprogress": True,
         "http_headers": {"User-Agent": config.user_agent, **config.headers},
+        "logger": _QuietLogger(),   # yt-dlp's ERROR lines would land in progress bars; the error is re-raised
     }
     options.update(config.yt_dlp_options)
     options["outtmpl"] = os.path.join(directory, "media.%(ext)s")   # always ours: bytes never leave the temp dir

@@ -43,6 +43,8 @@ class Frames(Subsampler):
             raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
         if fps is not None and stride is not None:
             raise ValueError("give fps or stride, not both")
+        if size is not None and (not isinstance(size, int) or isinstance(size, bool)):
+            raise ValueError(f"Frames size is one int (the square side) or None, not {size!r}")
         if (fps is not None and fps <= 0) or (stride is not None and stride < 1) or (size is not None and size < 1):
             raise ValueError("fps, stride and size must be positive")
         self.num_frames, self.size, self.sampling = num_frames, size, sampling
