@@ -16,7 +16,6 @@ import statistics
 import sys
 import sysconfig
 import time
-from fractions import Fraction
 from typing import Callable, Dict, List, Sequence
 
 import av
@@ -24,6 +23,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from streamv2d.decode.decord_backend import DecordReader  # noqa: E402
+from streamv2d.demo.synth import encode_video  # noqa: E402
 from streamv2d.decode.geometry import center_crop, scaled_size  # noqa: E402
 from streamv2d.decode.pyav import PyAVReader  # noqa: E402
 from streamv2d.decode.sampling import sample_indices, span_frames  # noqa: E402
@@ -35,20 +35,8 @@ def bench_video(seconds: float, width: int, height: int, fps: int = 30, seed: in
     """A textured, moving H.264 clip encoded like web video (x264 veryfast: B-frames, 2-s GOPs). The texture
     is smoothed noise (blobs and edges, not white noise, which no real footage resembles) panning diagonally."""
     texture = smooth_texture(height + 2 * int(seconds * fps), width + 2 * int(seconds * fps), seed)
-    buf = io.BytesIO()
-    with av.open(buf, mode="w", format="mp4") as out:
-        stream = out.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt, stream.gop_size = width, height, "yuv420p", 2 * fps
-        stream.options = {"preset": "veryfast", "crf": "23"}
-        for i in range(int(seconds * fps)):
-            img = texture[i:i + height, 2 * i:2 * i + width]
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
-            frame.pts, frame.time_base = i, Fraction(1, fps)
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return buf.getvalue()
+    images = (texture[i:i + height, 2 * i:2 * i + width] for i in range(int(seconds * fps)))
+    return encode_video(images, fps, gop=2 * fps, options={"preset": "veryfast", "crf": "23"})
 
 
 def smooth_texture(height: int, width: int, seed: int, cell: int = 24) -> np.ndarray:

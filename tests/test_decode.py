@@ -4,7 +4,6 @@ from __future__ import annotations
 import io
 import random
 import wave
-from fractions import Fraction
 
 import av
 import numpy as np
@@ -15,25 +14,18 @@ from streamv2d.decode.geometry import center_crop, scaled_size
 from streamv2d.decode.pyav import PyAVReader
 from streamv2d.decode.sampling import frame_step, keyframe_runs, sample_indices, span_frames
 from streamv2d.demo import make_video
+from streamv2d.demo.synth import encode_video
 
 
 def bframe_video(frames: int = 60, fps: int = 30, width: int = 160, height: int = 120) -> bytes:
     """An H.264 clip with B-frames (x264 ``bframes=3``) and 12-frame GOPs: frames come out reordered."""
-    buf = io.BytesIO()
-    with av.open(buf, mode="w", format="mp4") as out:
-        stream = out.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt, stream.gop_size = width, height, "yuv420p", 12
-        stream.options = {"preset": "veryfast", "bframes": "3", "crf": "30"}
+    def images():
         for i in range(frames):
             img = np.full((height, width, 3), (7 * i) % 256, np.uint8)
             img[: height // 2, : (i * 5) % width] = 255 - (3 * i) % 256
-            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-            frame.pts, frame.time_base = i, Fraction(1, fps)
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return buf.getvalue()
+            yield img
+
+    return encode_video(images(), fps, gop=12, options={"preset": "veryfast", "bframes": "3", "crf": "30"})
 
 
 def full_decode(data: bytes) -> list:

@@ -4,48 +4,62 @@ from __future__ import annotations
 import io
 import os
 from fractions import Fraction
-from typing import List, Sequence, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
+
+
+def encode_video(frames: Iterable[np.ndarray], fps: int, *, container: str = "mp4", codec: str = "libx264",
+                 options: Optional[Dict[str, str]] = None, gop: int = 0,
+                 audio_seconds: float = 0.0) -> bytes:
+    """Encode RGB frames (``[H, W, 3]`` uint8, all one size) into a container in memory; ``audio_seconds`` > 0
+    adds an AAC tone. ``options`` go to the encoder (x264 defaults here: ultrafast, crf 28)."""
+    import av
+
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format=container) as out:
+        stream = astream = None
+        for i, img in enumerate(frames):
+            if stream is None:
+                stream = out.add_stream(codec, rate=fps)
+                stream.height, stream.width = img.shape[:2]
+                stream.pix_fmt = "yuv420p"
+                default = {"preset": "ultrafast", "crf": "28"} if codec == "libx264" else {}
+                stream.options = dict(options if options is not None else default)
+                if gop:
+                    stream.gop_size = gop
+                if audio_seconds:   # every stream exists before the first packet is muxed
+                    astream = out.add_stream("aac", rate=44100)
+                    astream.layout = "stereo"
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, fps)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode() if stream is not None else ():
+            out.mux(packet)
+        if astream is not None:
+            _encode_tone(out, astream, audio_seconds)
+    return buf.getvalue()
 
 
 def make_video(seconds: float = 2.0, width: int = 320, height: int = 240, fps: int = 10, *,
                audio: bool = False, container: str = "mp4", codec: str = "libx264", seed: int = 0,
                gop: int = 0) -> bytes:
-    """Encode a short test clip and return its bytes. Each frame differs (a moving, seeded pattern)
-    so decoders can be checked for exact frames; ``gop`` > 0 fixes the keyframe interval."""
-    import av
+    """A short test clip. Each frame differs (a moving, seeded pattern) so decoders can be checked for exact
+    frames; ``gop`` > 0 fixes the keyframe interval."""
+    base = np.random.default_rng(seed).integers(0, 255, size=3)
+    ys, xs = np.mgrid[0:height, 0:width]
 
-    buf = io.BytesIO()
-    rng = np.random.default_rng(seed)
-    base = rng.integers(0, 255, size=3)
-    with av.open(buf, mode="w", format=container) as out:
-        stream = out.add_stream(codec, rate=fps)
-        stream.width, stream.height = width, height
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"preset": "ultrafast", "crf": "28"} if codec == "libx264" else {}
-        if gop:
-            stream.gop_size = gop
-        astream = None
-        if audio:
-            astream = out.add_stream("aac", rate=44100)
-            astream.layout = "stereo"
-        ys, xs = np.mgrid[0:height, 0:width]
+    def frames() -> Iterator[np.ndarray]:
         for i in range(int(seconds * fps)):
             img = np.empty((height, width, 3), np.uint8)
             img[..., 0] = (xs + 4 * i + base[0]) % 256
             img[..., 1] = (ys + 2 * i + base[1]) % 256
             img[..., 2] = (base[2] + 8 * i) % 256
-            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-            frame.pts = i
-            frame.time_base = Fraction(1, fps)
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-        if astream is not None:
-            _encode_tone(out, astream, seconds)
-    return buf.getvalue()
+            yield img
+
+    return encode_video(frames(), fps, container=container, codec=codec, gop=gop,
+                        audio_seconds=seconds if audio else 0.0)
 
 
 def _encode_tone(out, astream, seconds: float) -> None:
