@@ -116,7 +116,29 @@ def test_decode_slots_are_per_process():
 
     slots = decode_slot()
     assert decode_slot() is slots
-    acquired = [slots.acquire(blocking=False) for _ in range(_cores())]
-    assert all(acquired) and not slots.acquire(blocking=False)  # the main process gets every core
-    for _ in acquired:
-        slots.release()
+    assert slots._free == _cores()       # the main process (no DataLoader worker) gets every core
+
+
+def test_decode_slots_go_to_the_lowest_key_first():
+    import threading
+    import time
+
+    from streamv2d.subsamplers.frames import _OrderedSlots
+
+    slots, order = _OrderedSlots(1), []
+    holder = slots.hold("000")
+    holder.__enter__()                          # the only slot is taken: everyone queues
+
+    def take(key):
+        with slots.hold(key):
+            order.append(key)
+
+    threads = [threading.Thread(target=take, args=(k,)) for k in ("005", "002", "009", "001")]
+    for t in threads:
+        t.start()
+    while len(slots._waiting) < 4:
+        time.sleep(0.01)
+    holder.__exit__(None, None, None)
+    for t in threads:
+        t.join()
+    assert order == ["001", "002", "005", "009"]

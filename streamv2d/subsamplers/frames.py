@@ -1,10 +1,13 @@
 """``Frames``: decode a clip straight to a ``uint8 [T, H, W, C]`` tensor for training."""
 from __future__ import annotations
 
+import heapq
+import itertools
 import os
 import random
 import threading
-from typing import Any, Dict, Optional
+from contextlib import contextmanager
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import torch
 from torch.utils.data import get_worker_info
@@ -63,7 +66,7 @@ class Frames(Subsampler):
             raise ValueError("sample has no video payload")
         meta = dict(sample.get("json", {}))
         rng = random.Random(f"{self.seed}/{sample['__key__']}")
-        with decode_slot(), self._open(sample[ext], threads=self.threads) as reader:
+        with decode_slot().hold(sample["__key__"]), self._open(sample[ext], threads=self.threads) as reader:
             info = reader.info
             frames = span_frames(info, meta.get("span"))
             indices = sample_indices(frames, self.num_frames, self.sampling, frame_step(info, self.fps, self.stride),
@@ -75,6 +78,34 @@ class Frames(Subsampler):
         out["json"] = meta
         out["frames"] = torch.from_numpy(array)
         return out
+
+
+class _OrderedSlots:
+    """``count`` slots granted lowest key first: rows leave the pipeline in key order, so decoding a later row
+    while an earlier one waits would only delay both (head-of-line blocking)."""
+
+    def __init__(self, count: int) -> None:
+        self._free = count
+        self._waiting: List[Tuple[str, int]] = []
+        self._tickets = itertools.count()
+        self._cv = threading.Condition()
+
+    @contextmanager
+    def hold(self, key: str) -> Iterator[None]:
+        ticket = (key, next(self._tickets))
+        with self._cv:
+            heapq.heappush(self._waiting, ticket)
+            while self._free == 0 or self._waiting[0] != ticket:
+                self._cv.wait()
+            heapq.heappop(self._waiting)
+            self._free -= 1
+            self._cv.notify_all()
+        try:
+            yield
+        finally:
+            with self._cv:
+                self._free += 1
+                self._cv.notify_all()
 
 
 class _DecodeSlots:
@@ -89,13 +120,13 @@ class _DecodeSlots:
 
     def _reset(self) -> None:
         self._lock = threading.Lock()
-        self._slots: Optional[threading.BoundedSemaphore] = None
+        self._slots: Optional[_OrderedSlots] = None
 
-    def __call__(self) -> threading.BoundedSemaphore:
+    def __call__(self) -> _OrderedSlots:
         with self._lock:
             if self._slots is None:
                 worker = get_worker_info()
-                self._slots = threading.BoundedSemaphore(max(1, _cores() // (worker.num_workers if worker else 1)))
+                self._slots = _OrderedSlots(max(1, _cores() // (worker.num_workers if worker else 1)))
             return self._slots
 
 
