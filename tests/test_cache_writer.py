@@ -128,3 +128,16 @@ def test_journal_commits_rows_and_clears(tmp_path):
     assert other.failure("u1")["error_message"] == "HTTP 404"   # the memo is shared by namespaces
     journal.clear(3)
     assert journal.progress(3) is None and journal.metadata(3) == [] and journal.failure("u1") is not None
+
+
+def test_stale_temporaries_of_a_killed_publish_are_removed(tmp_path):
+    from streamv2d.cache.layout import ShardPaths
+    from streamv2d.cache.writer import remove_stale_temps
+
+    paths = ShardPaths(str(tmp_path), 7, "tar", 5)
+    for name in (paths.data + ".tmp-999", paths.stats + ".tmp-12", paths.meta + ".tmp-3"):
+        open(name, "w").close()
+    keep = tmp_path / "00008.tar.tmp-5"
+    keep.write_text("another shard's")
+    remove_stale_temps(paths)
+    assert sorted(os.listdir(tmp_path)) == ["00008.tar.tmp-5"]

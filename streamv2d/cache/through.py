@@ -15,7 +15,7 @@ from ..sources import InputShard
 from ..stats import ShardStats
 from .journal import Journal, Progress
 from .store import CacheMiss, CacheStore
-from .writer import TarSpool, optional_size, publish_data, spool_samples, write_json, write_metadata
+from .writer import TarSpool, optional_size, remove_stale_temps, publish_data, spool_samples, write_json, write_metadata
 
 log = logging.getLogger("streamv2d")
 
@@ -120,6 +120,7 @@ def row_metadata(row_status: Sample, outputs: List[Sample]) -> Dict[str, Any]:
 def _publish(store: CacheStore, shard_id: int, stats: ShardStats) -> None:
     """Data and metadata first, stats last (the completion marker), each by rename; then forget the journal."""
     paths = store.paths(shard_id)
+    remove_stale_temps(paths)            # a process killed mid-publish left these; we hold the shard's lease
     write_metadata(paths.meta, store.journal.metadata(shard_id))
     publish_data(paths.spool, paths)
     write_json(paths.stats, stats.to_dict())

@@ -2,6 +2,7 @@
 WebDataset tar, a parquet file or a files directory, with ``_stats.json`` and the metadata parquet."""
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -99,6 +100,13 @@ def spool_samples(path: str, shard_id: int) -> Iterator[Sample]:
     if os.path.getsize(path) == 0:
         return iter(())
     return TarSource(path).read(InputShard(shard_id, path))
+
+
+def remove_stale_temps(paths: ShardPaths) -> None:
+    """Delete ``<final name>.tmp-<pid>`` files of this shard left by a process killed while publishing it."""
+    for final in (paths.data, paths.meta, paths.stats):
+        for stale in glob.glob(glob.escape(final) + ".tmp-*"):
+            shutil.rmtree(stale) if os.path.isdir(stale) else os.remove(stale)
 
 
 def publish_data(spool: str, paths: ShardPaths) -> None:
