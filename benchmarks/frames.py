@@ -17,7 +17,6 @@ import resource
 import statistics
 import sys
 import time
-from fractions import Fraction
 from typing import Callable, Dict, Iterator, List, Optional
 
 import av
@@ -30,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from decoders import bench_corpus  # noqa: E402
 from streamv2d import VideoDataset  # noqa: E402
 from streamv2d.demo import LoopbackServer  # noqa: E402
-from streamv2d.subsamplers import Frames  # noqa: E402
+from streamv2d.subsamplers import FPS, Encode, Frames, Resolution, compile_chain, run_chain  # noqa: E402
 
 NUM_FRAMES, SIZE = 8, 224
 
@@ -77,7 +76,7 @@ def plain_shard_loader(pattern: str):
 
 # -- corpus and shards ------------------------------------------------------------------------------------------
 def make_clip_shards(originals: Dict[str, bytes], directory: str, count: int, shards: int = 4) -> str:
-    """``count`` 224², 5 fps H.264 clips (x264 veryfast, B-frames) made from the originals, in ``shards`` tars."""
+    """``count`` 224², 5 fps clips made from the originals by the curation job, in ``shards`` tars."""
     import webdataset as wds
 
     os.makedirs(directory, exist_ok=True)
@@ -95,30 +94,13 @@ def make_clip_shards(originals: Dict[str, bytes], directory: str, count: int, sh
 
 
 def reencode(data: bytes, fps: int, size: int) -> bytes:
-    """Resize+crop to ``size``² and drop frames to ``fps`` in one PyAV pass (benchmark input only)."""
-    buf = io.BytesIO()
-    with av.open(io.BytesIO(data)) as src, av.open(buf, mode="w", format="mp4") as out:
-        stream = src.streams.video[0]
-        step = float(stream.average_rate) / fps
-        scale = size / min(stream.codec_context.width, stream.codec_context.height)
-        width, height = round(stream.codec_context.width * scale), round(stream.codec_context.height * scale)
-        enc = out.add_stream("libx264", rate=fps)
-        enc.width, enc.height, enc.pix_fmt = size, size, "yuv420p"
-        enc.options = {"preset": "veryfast", "crf": "23"}
-        kept = 0
-        for index, frame in enumerate(src.decode(stream)):
-            if index < round(kept * step):
-                continue
-            rgb = frame.to_ndarray(format="rgb24", width=width, height=height)
-            top, left = (height - size) // 2, (width - size) // 2
-            small = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb[top:top + size, left:left + size]), "rgb24")
-            small.pts, small.time_base = kept, Fraction(1, fps)
-            kept += 1
-            for packet in enc.encode(small):
-                out.mux(packet)
-        for packet in enc.encode():
-            out.mux(packet)
-    return buf.getvalue()
+    """The curation job's output: ``FPS(fps)`` + ``Resolution(size, "scale,crop")`` + default ``Encode``."""
+    [clip] = run_chain({"__key__": "clip", "json": {}, "mp4": data}, JOB(fps, size))
+    return clip["mp4"]
+
+
+def JOB(fps: int, size: int):  # noqa: N802 - a constant-like factory
+    return compile_chain([FPS(fps), Resolution(size, mode="scale,crop"), Encode()])
 
 
 # -- measuring ----------------------------------------------------------------------------------------------------
@@ -201,7 +183,7 @@ def main() -> None:
             }, args.repeats)
 
     if args.only in (None, "b"):
-        pattern = make_clip_shards(originals, os.path.join(args.cache, f"shards{args.rows}"), args.rows)
+        pattern = make_clip_shards(originals, os.path.join(args.cache, f"job-shards{args.rows}"), args.rows)
         compare("(b) shards of 224², 5 fps clips → 8 frames", {
             "plain": lambda: loader(plain_shard_loader(pattern)),
             f"streamv2d batch={args.batch_size}": lambda: loader(VideoDataset(
