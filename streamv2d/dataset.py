@@ -14,7 +14,7 @@ from .fetch import FetchConfig, merged
 from .pipeline import ShardProcessor
 from .sample import Sample, is_success
 from .sources import Source, open_source
-from .subsamplers import SubsamplerLike, compile_chain, run_chain, split_for_cache
+from .subsamplers import SubsamplerLike, compile_chain, split_for_cache
 
 log = logging.getLogger("streamv2d")
 
@@ -149,14 +149,17 @@ class VideoDataset(IterableDataset):
         for shard_id in shard_ids:
             shard = shards[shard_id]
             samples = write_through(self.processor, shard, self.cache) if self.cache else self.processor.process(shard)
+            if self.after_cache:
+                samples = self.processor.run_after(samples, self.after_cache)
             for sample in samples:
-                for output in run_chain(sample, self.after_cache) if self.after_cache else (sample,):
-                    if self.yield_failures or is_success(output):
-                        yield output
+                if self.yield_failures or is_success(sample):
+                    yield sample
 
     def _fixed_length(self, world: World, target: int) -> Iterator[Sample]:
         """Yield exactly ``target`` items (failure records count when yielded), cycling over this consumer's
         shards as often as needed and widening to its rank's, then all shards when a pass yields no success."""
+        if target <= 0:   # more workers than the rank's samples: this one has nothing to yield
+            return
         pools = top_up_pools(self._order(), world)
         produced, level = 0, 0
         while produced < target and pools:

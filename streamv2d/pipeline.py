@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from .fetch import Fetcher, FetchConfig
 from .fetch.pool import ordered_map
@@ -22,6 +22,9 @@ log = logging.getLogger("streamv2d")
 #: Called with each row before it is fetched: None to process it, or the outputs to use instead
 #: (``[]`` drops the row uncounted — already done; ``[record]`` replays a remembered failure).
 RowHook = Callable[[Sample], Optional[List[Sample]]]
+
+#: Marks the failure record that ends a shard whose rows could not all be read.
+UNREADABLE = "shard_unreadable"
 
 #: A processed row: its status record (``json`` after the fetch) and the samples it produced.
 ProcessedRow = Tuple[Sample, List[Sample]]
@@ -76,6 +79,13 @@ class ShardProcessor:
                  shard.id, stats.successes, stats.count, stats.samples, stats.failed_to_download,
                  stats.failed_to_subsample)
 
+    def run_after(self, samples: Iterable[Sample], chain: Sequence[SubsamplerLike]) -> Iterator[Sample]:
+        """``chain`` over ``samples`` in this consumer's pool, results in order — e.g. ``Frames`` on what the
+        cache returns, decoded in parallel like an uncached epoch's."""
+        task = lambda sample: run_chain(sample, chain)  # noqa: E731
+        for outputs in ordered_map(task, samples, self.executor, 2 * self.config.threads):
+            yield from outputs
+
     def _rows(self, shard: InputShard) -> Iterator[Sample]:
         """The shard's rows; a shard that cannot be read (a corrupt parquet page, a vanished file) ends with
         one failure record for its unread rest instead of an exception that would end the epoch."""
@@ -84,8 +94,10 @@ class ShardProcessor:
         except Exception as exc:
             key = f"{shard.id:05d}_unreadable"
             log.warning("shard %d (%s) cannot be read: %s", shard.id, shard.path, exc)
-            yield mark_failed({"__key__": key, "json": {"key": key}}, FAILED_TO_DOWNLOAD,
-                              f"unreadable shard {shard.path}: {type(exc).__name__}: {exc}")
+            record = mark_failed({"__key__": key, "json": {"key": key}}, FAILED_TO_DOWNLOAD,
+                                 f"unreadable shard {shard.path}: {type(exc).__name__}: {exc}")
+            record["json"][UNREADABLE] = True   # the shard is incomplete: a cache must not publish it
+            yield record
 
     def _process_row(self, row: Sample, before_fetch: Optional[RowHook]) -> Tuple[int, Optional[Sample], List[Sample]]:
         if before_fetch is not None:

@@ -42,14 +42,14 @@ class ShardStats:
             self._note(meta.get("error_message") or "unknown", sign)
         elif good:
             self.successes += sign
-            self.status_dict[SUCCESS] += sign
+            self._note(SUCCESS, sign)
         else:
             failed = [o["json"] for o in outputs if o.get("json", {}).get("status") == FAILED_TO_SUBSAMPLE]
             if failed:
                 self.failed_to_subsample += sign
                 self._note(failed[0].get("error_message") or "unknown", sign)
             else:   # every sample dropped by a filter
-                self.status_dict["filtered"] += sign
+                self._note("filtered", sign)
 
     def replace_row(self, status: Sample, counted: List[Sample], instead: List[Sample]) -> None:
         """Recount a row whose outputs changed after counting (a success the cache could not store)."""

@@ -131,3 +131,66 @@ def test_extra_columns_of_any_type_are_cached(tmp_path, url_rows):
     pq.write_table(pa.Table.from_pylist(rows), str(tmp_path / "t.parquet"))
     ds = sv.VideoDataset(str(tmp_path / "t.parquet"), save_additional_columns=["seen"], cache_dir=str(tmp_path / "c"))
     assert len(list(ds)) == 2 and len(list(ds)) == 2
+
+
+FP_SCRIPT = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from streamv2d.subsamplers import describe
+def keep_video(sample):
+    return sample if sample.get("ext") in {"mp4", "webm", "mkv", "mov"} else None
+class Holder:
+    def __init__(self):
+        self.exts = {"a", "b", "c", "d"}
+    def keep(self, sample):
+        return sample
+print(describe(keep_video), describe(Holder().keep))
+"""
+
+
+def test_fingerprints_are_the_same_in_every_process(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "fp.py"
+    script.write_text(FP_SCRIPT)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    outputs = {subprocess.run([sys.executable, str(script), root], capture_output=True, text=True, check=True,
+                              env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2", "3")}
+    assert len(outputs) == 1
+
+
+def test_fingerprints_of_methods_and_recursive_functions():
+    from streamv2d.subsamplers import describe
+
+    class Filt:
+        def __init__(self, n):
+            self.n = n
+
+        def keep(self, sample):
+            return sample
+
+    def make_recursive():
+        def walk(x):
+            return walk(x - 1) if x else x
+        return walk
+
+    assert describe(Filt(1).keep) != describe(Filt(100).keep)
+    describe(make_recursive())
+
+
+def test_unreadable_shard_is_not_published_and_is_retried(tmp_path, url_rows):
+    import shutil
+
+    table = write_csv(str(tmp_path / "t.csv"), url_rows[:4])
+    shutil.copy(table, tmp_path / "backup.csv")
+    ds = sv.VideoDataset(table, samples_per_shard=2, cache_dir=str(tmp_path / "cache"), yield_failures=True)
+    arrow = ds.source._files[0].readable
+    shutil.move(arrow, arrow + ".away")                     # the shard's rows vanish while training
+    first = list(ds)
+    assert {s["json"]["status"] for s in first} == {"failed_to_download"}
+    assert ds.cache.complete_shards() == []
+    shutil.move(arrow + ".away", arrow)                     # back again: the next epoch completes the shards
+    assert len([s for s in ds if s["json"]["status"] == "success"]) == 4
+    assert ds.cache.complete_shards() == [0, 1]

@@ -111,7 +111,7 @@ def test_open_source_dispatch(tmp_path):
     assert isinstance(open_source(str(tmp_path / "x{00000..00001}.tar")), TarSource)
 
 
-@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "json"])
 def test_column_types_that_change_after_the_first_block(tmp_path, fmt):
     rows = [{"url": f"u{i}", "videoid": i} for i in range(300_000)] + [{"url": "last", "videoid": "abc123"}]
     table = write_table(tmp_path / f"mixed.{fmt}", fmt, rows)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Dict, Iterator, List, Optional, Set
 
-from ..pipeline import RowHook, ShardProcessor
+from ..pipeline import UNREADABLE, RowHook, ShardProcessor
 from ..sample import FAILED_TO_DOWNLOAD, FAILED_TO_SUBSAMPLE, SUCCESS, Sample, is_success, mark_failed
 from ..sources import InputShard
 from ..stats import ShardStats
@@ -57,8 +57,13 @@ def _write_shard(processor: ShardProcessor, shard: InputShard, store: CacheStore
             yield from spool_samples(paths.spool, shard.id)
         stats = progress.stats
         rows = processor.process_rows(shard, stats, before_fetch=_row_hook(journal, done, processor.source.needs_fetch))
+        unreadable = False
         for row_status, outputs in rows:
             if not row_status:          # done in an earlier run: already in the spool
+                continue
+            if row_status["json"].get(UNREADABLE):   # rows are missing: keep the journal, publish nothing
+                unreadable = True
+                yield from outputs
                 continue
             stored = [_spooled(spool, sample) for sample in outputs]
             if stored != outputs:
@@ -69,6 +74,9 @@ def _write_shard(processor: ShardProcessor, shard: InputShard, store: CacheStore
             permanent = meta["status"] == FAILED_TO_DOWNLOAD and row_status["json"].get("permanent") is True
             journal.commit_row(shard.id, row_status["__key__"], spool.offset, stats, meta, permanent)
             yield from outputs
+        if unreadable:
+            log.warning("shard %d could not be read to its end; not published, it is retried next time", shard.id)
+            return
         spool.finish()
         _publish(store, shard.id, stats)
     finally:

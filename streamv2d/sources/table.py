@@ -15,7 +15,7 @@ import tempfile
 from bisect import bisect_right
 from itertools import accumulate
 from dataclasses import dataclass, field
-from typing import IO, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import IO, Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import fsspec
 import pyarrow as pa
@@ -317,17 +317,23 @@ def _json_array_batches(f, path: str, columns: List[str], check) -> Iterator[pa.
         raise SourceError(f"{path}: a .json table must be an array of objects; use .jsonl for one object a line")
     if records:
         check(path, list(records[0].keys()))
-    for i in range(0, len(records), _BATCH_ROWS):
-        chunk = records[i:i + _BATCH_ROWS]
-        yield pa.RecordBatch.from_pylist([{c: r.get(c) for c in columns} for r in chunk])
+    rows = [{c: r.get(c) for c in columns} for r in records]
+    try:
+        table = pa.Table.from_pylist(rows)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):   # a column changes type: keep every value, as text
+        table = pa.Table.from_pylist([{c: _as_text(v) for c, v in row.items()} for row in rows],
+                                     schema=pa.schema([(c, pa.string()) for c in columns]))
+    yield from table.to_batches(_BATCH_ROWS)
+
+
+def _as_text(value: Any) -> Optional[str]:
+    """A cell as text for a column whose type changes between rows: strings as is, the rest as JSON."""
+    return value if value is None or isinstance(value, str) else json.dumps(value)
 
 
 def _jsonl_string_batches(f, path: str, columns: List[str], check) -> Iterator[pa.RecordBatch]:
     """JSON lines whose values change type from line to line: every selected column as text (non-strings
     JSON-encoded), which is what the arrow reader cannot do."""
-    def text(value):
-        return value if value is None or isinstance(value, str) else json.dumps(value)
-
     rows: List[dict] = []
     checked = False
     for number, raw in enumerate(f, 1):
@@ -342,7 +348,7 @@ def _jsonl_string_batches(f, path: str, columns: List[str], check) -> Iterator[p
         if not checked:
             check(path, list(record))
             checked = True
-        rows.append({c: text(record.get(c)) for c in columns})
+        rows.append({c: _as_text(record.get(c)) for c in columns})
         if len(rows) >= _BATCH_ROWS:
             yield pa.RecordBatch.from_pylist(rows, schema=pa.schema([(c, pa.string()) for c in columns]))
             rows = []

@@ -1,8 +1,9 @@
 """Subsamplers: per-sample transforms applied lazily, in order, inside each worker."""
 from .audio import Audio
-from .base import Subsampler, SubsamplerLike, describe, run_chain, split_for_cache
+from .base import Subsampler, SubsamplerLike, run_chain, split_for_cache
 from .chain import compile_chain
 from .cuts import CutDetection
+from .fingerprint import describe
 from .flow import OpticalFlow
 from .frames import Frames
 from .probe import MediaError, Probe, probe

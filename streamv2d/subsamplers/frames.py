@@ -20,8 +20,8 @@ from .base import Subsampler
 
 class Frames(Subsampler):
     """Adds ``sample["frames"]`` (``torch.uint8 [T, H, W, C]``, RGB) and ``json["frames"]`` (indices,
-    timestamps, source fps). Decodes only what it keeps: one seek, sequential decoding within the sample's
-    ``json["span"]`` if a preceding ``Clip`` set one, non-reference frames nobody wants skipped.
+    timestamps from the clip's start, source fps). Decodes only what it keeps: one seek, sequential decoding
+    within the sample's ``json["span"]`` if a preceding ``Clip`` set one, unwanted non-reference frames skipped.
 
     Args:
         num_frames: frames per clip (T).
@@ -72,7 +72,8 @@ class Frames(Subsampler):
             indices = sample_indices(frames, self.num_frames, self.sampling, frame_step(info, self.fps, self.stride),
                                      rng)
             array = reader.read(indices, self.size)
-        meta["frames"] = {"indices": indices, "timestamps": [round(i / info.fps, 6) for i in indices],
+        start = float((meta.get("span") or [0.0])[0])   # timestamps within the clip, cached (encoded) or not
+        meta["frames"] = {"indices": indices, "timestamps": [round(i / info.fps - start, 6) for i in indices],
                           "source_fps": info.fps, "num_frames": len(indices)}
         out = {k: v for k, v in sample.items() if self.keep_media or k != ext}
         out["json"] = meta
@@ -95,8 +96,14 @@ class _OrderedSlots:
         ticket = (key, next(self._tickets))
         with self._cv:
             heapq.heappush(self._waiting, ticket)
-            while self._free == 0 or self._waiting[0] != ticket:
-                self._cv.wait()
+            try:
+                while self._free == 0 or self._waiting[0] != ticket:
+                    self._cv.wait()
+            except BaseException:   # interrupted while queued: leave the queue, or the next in line waits forever
+                self._waiting.remove(ticket)
+                heapq.heapify(self._waiting)
+                self._cv.notify_all()
+                raise
             heapq.heappop(self._waiting)
             self._free -= 1
             self._cv.notify_all()
