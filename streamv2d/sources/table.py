@@ -244,7 +244,7 @@ class TableSource:
                 meta["caption"] = row[self.caption_col]
             for col in self.extra_cols:
                 meta[col] = row[col]
-            sample: Sample = {"__key__": key, "json": meta}
+            sample: Sample = {"__key__": key, "__url__": shard.path, "json": meta}   # as webdataset names the shard
             if self.caption_col and meta["caption"] is not None:
                 sample["txt"] = str(meta["caption"])
             if self.clip_col:
