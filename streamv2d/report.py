@@ -20,7 +20,6 @@ class Summary:
     errors: Counter = field(default_factory=Counter)
     partial: int = 0             # shards being written (or left by a killed run): resume to complete them
     duration: float = 0.0        # wall time from the first shard's start to the last shard's end
-    cpu_duration: float = 0.0    # sum of per-shard durations
 
     def add(self, doc: Dict) -> None:
         self.shards += 1
@@ -29,7 +28,6 @@ class Summary:
         for message, n in (doc.get("status_dict") or {}).items():
             if message not in ("success", "filtered"):
                 self.errors[message] += n
-        self.cpu_duration += float(doc.get("duration") or 0)
 
     def lines(self, top: int = 10) -> List[str]:
         t = self.totals
