@@ -51,6 +51,9 @@ def materialize(source: Any, output: str, job: Optional[JobConfig] = None, *, pr
     if skipped:
         print(f"{skipped} of {len(shards)} shards already complete in {output}; skipping them")
     failed: List[int] = []
+    if 0 < len(todo) < processes:
+        print(f"{len(todo)} shard(s) to process: running {len(todo)} process(es) rather than {processes} "
+              "(a shard is one process's unit of work; lower samples_per_shard for more parallelism)")
     if todo:
         failed = _run(processor, store, todo, min(processes, len(todo)), progress)
     summary = summarize(store.root)

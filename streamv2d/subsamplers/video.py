@@ -175,7 +175,9 @@ class Clip(VideoOp):
         spans = self.spans(sample, duration_seconds(container, video), lambda: keyframe_timestamps(container, video),
                            float(1 / stream_fps(video)))
         if not spans:
-            raise MediaError(f"no clip longer than min_length={self.min_length} s")
+            hint = (" after shrinking spans to keyframes (precision=keyframe_adjusted; this video has few keyframes)"
+                    if self.precision == "keyframe_adjusted" else "")
+            raise MediaError(f"no clip longer than min_length={self.min_length} s{hint}")
         return spans
 
 
