@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from .fetch import Fetcher, FetchConfig
+from .distribute.world import core_share
 from .fetch.pool import ordered_map
 from .sample import FAILED_TO_DOWNLOAD, Sample, is_success, mark_failed
 from .sources import InputShard, Source
@@ -65,9 +66,8 @@ class ShardProcessor:
         """Rows of ``shard`` with their outputs, in row order; ``stats`` is filled as rows complete and
         finished when the shard is exhausted (a consumer that stops early leaves it unfinished)."""
         stats = stats if stats is not None else ShardStats(shard.id)
-        window = 2 * self.config.threads
         task = lambda row: self._process_row(row, before_fetch)  # noqa: E731
-        for fetched_bytes, row_status, outputs in ordered_map(task, self._rows(shard), self.executor, window):
+        for fetched_bytes, row_status, outputs in self._map(task, self._rows(shard), needs_io=self.source.needs_fetch):
             if row_status is not None:
                 stats.add_row(row_status, outputs, fetched_bytes)
             for sample in outputs:
@@ -82,9 +82,15 @@ class ShardProcessor:
     def run_after(self, samples: Iterable[Sample], chain: Sequence[SubsamplerLike]) -> Iterator[Sample]:
         """``chain`` over ``samples`` in this consumer's pool, results in order — e.g. ``Frames`` on what the
         cache returns, decoded in parallel like an uncached epoch's."""
-        task = lambda sample: run_chain(sample, chain)  # noqa: E731
-        for outputs in ordered_map(task, samples, self.executor, 2 * self.config.threads):
+        for outputs in self._map(lambda sample: run_chain(sample, chain), samples, needs_io=False):
             yield from outputs
+
+    def _map(self, task: Callable, items: Iterable, needs_io: bool) -> Iterator:
+        """``task`` over ``items`` in order: in the pool when there is network I/O to overlap or more than one
+        core for this process; inline otherwise (a DataLoader worker per core gains nothing from hand-offs)."""
+        if needs_io or core_share() > 1:
+            return ordered_map(task, items, self.executor, 2 * self.config.threads)
+        return map(task, items)
 
     def _rows(self, shard: InputShard) -> Iterator[Sample]:
         """The shard's rows; a shard that cannot be read (a corrupt parquet page, a vanished file) ends with

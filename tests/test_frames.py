@@ -112,11 +112,12 @@ def test_dataset_with_frames_through_dataloader(tmp_path, url_rows):
 
 
 def test_decode_slots_are_per_process():
-    from streamv2d.subsamplers.frames import _cores, decode_slot
+    from streamv2d.distribute import core_share
+    from streamv2d.subsamplers.frames import decode_slot
 
     slots = decode_slot()
     assert decode_slot() is slots
-    assert slots._free == _cores()       # the main process (no DataLoader worker) gets every core
+    assert slots._free == core_share()   # the main process (no DataLoader worker) gets every core
 
 
 def test_decode_slots_go_to_the_lowest_key_first():

@@ -44,3 +44,13 @@ def _distributed() -> "tuple[int, int]":
     except (ImportError, RuntimeError):
         pass
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def core_share() -> int:
+    """Cores this process may keep busy: the machine's (its CPU affinity) divided among the DataLoader workers
+    of this process's rank, at least 1."""
+    from torch.utils.data import get_worker_info
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    info = get_worker_info()
+    return max(1, cores // (info.num_workers if info is not None else 1))

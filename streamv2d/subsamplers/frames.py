@@ -10,9 +10,9 @@ from contextlib import contextmanager
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import torch
-from torch.utils.data import get_worker_info
 
 from ..decode import get_opener
+from ..distribute.world import core_share
 from ..decode.sampling import SAMPLINGS, frame_step, sample_indices, span_frames
 from ..sample import Sample, media_key
 from .base import Subsampler
@@ -132,13 +132,8 @@ class _DecodeSlots:
     def __call__(self) -> _OrderedSlots:
         with self._lock:
             if self._slots is None:
-                worker = get_worker_info()
-                self._slots = _OrderedSlots(max(1, _cores() // (worker.num_workers if worker else 1)))
+                self._slots = _OrderedSlots(core_share())
             return self._slots
-
-
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 decode_slot = _DecodeSlots()
