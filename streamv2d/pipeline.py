@@ -1,7 +1,8 @@
 """One input shard → its output samples: read rows, fetch, run subsamplers, count everything.
 
 Fetching and subsampling of a row run together in a bounded thread pool (network waits and PyAV's
-GIL-free decoding overlap), and results come back in row order so output shards are deterministic.
+GIL-free decoding overlap), and results come back in row order so output shards are deterministic. Rows that
+need no fetch run inline when the process has one core to itself.
 """
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-from .fetch import Fetcher, FetchConfig
 from .distribute.world import core_share
+from .fetch import Fetcher, FetchConfig
 from .fetch.pool import ordered_map
 from .sample import FAILED_TO_DOWNLOAD, Sample, is_success, mark_failed
 from .sources import InputShard, Source
