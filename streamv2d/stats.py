@@ -66,6 +66,13 @@ class ShardStats:
         self.end_time = time.time()
         return self
 
+    @classmethod
+    def from_dict(cls, document: Dict[str, Any]) -> "ShardStats":
+        """The stats a :meth:`to_dict` document describes (derived fields like ``duration`` are recomputed)."""
+        values = {f.name: document[f.name] for f in fields(cls) if f.name in document}
+        values["status_dict"] = Counter(document.get("status_dict", {}))
+        return cls(**values)
+
     def to_dict(self) -> Dict[str, Any]:
         """The ``_stats.json`` document: video2dataset's fields, plus ``shard_id`` and ``samples``."""
         doc = {f.name: getattr(self, f.name) for f in fields(self)}

@@ -9,8 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections import Counter
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
 import lmdb
@@ -36,13 +35,6 @@ def _env(path: str) -> lmdb.Environment:
                     max_readers=1024)
     _ENVS[path] = (os.getpid(), env)
     return env
-
-
-def restore_stats(document: Dict[str, Any]) -> ShardStats:
-    """A :class:`ShardStats` from its ``to_dict()`` document (the journal's running copy)."""
-    values = {f.name: document[f.name] for f in fields(ShardStats) if f.name in document}
-    values["status_dict"] = Counter(document.get("status_dict", {}))
-    return ShardStats(**values)
 
 
 @dataclass
@@ -96,7 +88,7 @@ class Journal:
         if raw is None:
             return None
         doc = json.loads(raw)
-        return Progress(doc["offset"], doc["rows"], restore_stats(doc["stats"]))
+        return Progress(doc["offset"], doc["rows"], ShardStats.from_dict(doc["stats"]))
 
     def done_keys(self, shard_id: int) -> Set[str]:
         """Keys of the input rows of ``shard_id`` already written."""

@@ -7,7 +7,7 @@ from typing import Dict, Iterator, List
 import pyarrow.parquet as pq
 
 from ..sample import Sample
-from ..sources.tar import _decode as decode_payload, split_member
+from ..sources.tar import decode_payload, split_member
 from .layout import ShardPaths
 from .writer import spool_samples
 

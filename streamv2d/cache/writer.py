@@ -7,11 +7,12 @@ import json
 import os
 import shutil
 import tarfile
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..batching import batched
 from ..sample import Sample
 from ..sources import InputShard
 from ..sources.tar import TarSource
@@ -131,7 +132,7 @@ def _spool_to_parquet(spool: str, shard_id: int, target: str) -> None:
     schema = pa.schema([("__key__", pa.string())]
                        + [(e, pa.string() if e in ("json", "txt") else pa.binary()) for e in exts])
     with pq.ParquetWriter(target, schema) as out:
-        for batch in _batches(spool_samples(spool, shard_id), PARQUET_BATCH):
+        for batch in batched(spool_samples(spool, shard_id), PARQUET_BATCH, collate=list):
             columns = {"__key__": [s["__key__"] for s in batch]}
             for ext in exts:
                 columns[ext] = [_parquet_cell(ext, s.get(ext)) for s in batch]
@@ -153,17 +154,6 @@ def _spool_to_files(spool: str, shard_id: int, target: str) -> None:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             with open(path, "wb") as f:
                 f.write(data)
-
-
-def _batches(items: Iterable[Sample], size: int) -> Iterator[List[Sample]]:
-    batch: List[Sample] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def write_json(path: str, document: Dict[str, Any]) -> None:

@@ -78,7 +78,7 @@ class TarSource:
                         current = None
                     if current is None:
                         current = {"__key__": key, "__url__": shard.path}
-                    current[ext] = _decode(ext, data)
+                    current[ext] = decode_payload(ext, data)
                 reason = _bad_ending(f, tar.offset) if shard.path.endswith(".tar") else None
                 if reason:
                     raise tarfile.ReadError(reason)
@@ -102,7 +102,7 @@ def _bad_ending(f, offset: int) -> Optional[str]:
     return f"invalid tar header at byte {offset}: truncated or corrupt shard" if tail.strip(b"\0") else None
 
 
-def _decode(ext: str, data: bytes):
+def decode_payload(ext: str, data: bytes):
     """json and txt become dict and str, like the table source's samples; everything else stays bytes."""
     if ext == "json":
         try:

@@ -12,10 +12,11 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import torch
 
 from ..decode import get_opener
-from ..distribute.world import core_share
 from ..decode.sampling import SAMPLINGS, frame_step, sample_indices, span_frames
-from ..sample import Sample, media_key
+from ..distribute.world import core_share
+from ..sample import Sample
 from .base import Subsampler
+from .probe import media_bytes
 
 
 class Frames(Subsampler):
@@ -61,12 +62,10 @@ class Frames(Subsampler):
         return config
 
     def __call__(self, sample: Sample) -> Sample:
-        ext = media_key(sample)
-        if ext is None:
-            raise ValueError("sample has no video payload")
+        ext, data = media_bytes(sample)
         meta = dict(sample.get("json", {}))
         rng = random.Random(f"{self.seed}/{sample['__key__']}")
-        with decode_slot().hold(sample["__key__"]), self._open(sample[ext], threads=self.threads) as reader:
+        with decode_slot().hold(sample["__key__"]), self._open(data, threads=self.threads) as reader:
             info = reader.info
             frames = span_frames(info, meta.get("span"))
             indices = sample_indices(frames, self.num_frames, self.sampling, frame_step(info, self.fps, self.stride),
