@@ -18,7 +18,7 @@ _V2D_IGNORED = {
     "storage.oom_shard_count": "shard id width is derived from the shard count (at least 5 digits)",
     "storage.captions_are_subtitles": "subtitles as captions are not supported",
     "distribution.subjob_size": "every input shard is its own job",
-    "reading.sampler": "shard selection is done by ranks/--shards",
+    "reading.sampler": "shard selection is done by ranks (RANK/WORLD_SIZE)",
     "reading.yt_args.yt_metadata_args": "yt-dlp metadata/subtitle download is not supported; pass yt_dlp_options",
     "reading.yt_args.download_audio_rate": "use the audio subsampler to resample audio",
 }
