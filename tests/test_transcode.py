@@ -173,3 +173,21 @@ def test_registry_builds_from_yaml_like_config():
         from_config([{"clip": {"precision": "sloppy"}}])
     with pytest.raises(ValueError, match="mode"):
         from_config([{"resolution": {"size": 8, "mode": "stretch"}}])
+
+
+def keyframe_times(data: bytes) -> list:
+    with open_media(data) as container:
+        stream = container.streams.video[0]
+        return sorted(float(p.pts * stream.time_base) for p in container.demux(stream) if p.is_keyframe
+                      and p.pts is not None)
+
+
+def test_keyframes_are_placed_by_the_encoder_not_copied_from_the_source():
+    source = make_video(6.0, 96, 64, fps=10, gop=5)          # a keyframe every 0.5 s
+    assert len(keyframe_times(source)) == 12
+    default = keyframe_times(Transcode([FPS(5), Encode()])(sample_of(source))["mp4"])
+    assert len(default) < 6                                    # x264's own choice (scene cuts), not the source's
+    every_1s = keyframe_times(Transcode([FPS(5), Encode(keyframe_interval=1)])(sample_of(source))["mp4"])
+    assert max(np.diff(every_1s + [6.0])) <= 1.0 + 1e-6
+    with pytest.raises(ValueError, match="keyframe_interval"):
+        Encode(keyframe_interval=0)
