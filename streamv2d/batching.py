@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, Iterator, List
 
 import torch
+from torch.utils.data import get_worker_info
 
 from .sample import Sample
 
@@ -16,10 +17,20 @@ def collate_samples(samples: List[Sample]) -> Dict[str, Any]:
     for key in samples[0]:
         values = [s.get(key) for s in samples]
         if all(isinstance(v, torch.Tensor) for v in values) and len({tuple(v.shape) for v in values}) == 1:
-            batch[key] = torch.stack(values)
+            batch[key] = stack(values)
         else:
             batch[key] = values
     return batch
+
+
+def stack(tensors: List[torch.Tensor]) -> torch.Tensor:
+    """``torch.stack``; inside a DataLoader worker, straight into shared memory, which the batch must reach
+    anyway to cross to the main process — one copy of the batch instead of two."""
+    if get_worker_info() is None:
+        return torch.stack(tensors)
+    first = tensors[0]
+    out = torch.empty((len(tensors), *first.shape), dtype=first.dtype).share_memory_()
+    return torch.stack(tensors, out=out)
 
 
 def batched(samples: Iterator[Sample], size: int, collate: Collate = collate_samples,
