@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Callable, Dict
 
-from .base import DecodeError, VideoInfo, VideoReader
+from .base import MediaError, VideoInfo, VideoReader
 
 #: A backend opens bytes with a codec thread count and returns a :class:`VideoReader`.
 Opener = Callable[..., VideoReader]
@@ -37,4 +37,4 @@ def get_opener(name: str = "auto") -> Opener:
     return _BACKENDS[name]()
 
 
-__all__ = ["AUTO_BACKEND", "DecodeError", "Opener", "VideoInfo", "VideoReader", "backend_names", "get_opener"]
+__all__ = ["AUTO_BACKEND", "MediaError", "Opener", "VideoInfo", "VideoReader", "backend_names", "get_opener"]

@@ -7,9 +7,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-
-class DecodeError(ValueError):
-    """The bytes cannot give the requested frames: not a video, no video stream, too short, corrupt."""
+from .media import MediaError
 
 
 @dataclass(frozen=True)
@@ -52,5 +50,5 @@ def gather(decoded: "dict[int, np.ndarray]", indices: Sequence[int]) -> np.ndarr
     """Stack the decoded frames in the order asked for; a missing one is a decode failure."""
     missing = sorted(set(indices) - set(decoded))
     if missing:
-        raise DecodeError(f"frames {missing[:5]} could not be decoded (truncated or corrupt stream)")
+        raise MediaError(f"frames {missing[:5]} could not be decoded (truncated or corrupt stream)")
     return np.stack([decoded[i] for i in indices])

@@ -6,7 +6,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .base import DecodeError, VideoInfo, VideoReader, gather
+from .base import MediaError, VideoInfo, VideoReader, gather
 from .geometry import center_crop, scaled_size
 from .pyav import PyAVReader
 
@@ -24,9 +24,9 @@ class DecordReader(VideoReader):
         try:
             reader = decord.VideoReader(io.BytesIO(data), ctx=decord.cpu(0), num_threads=threads)
         except (decord.DECORDError, RuntimeError) as exc:
-            raise DecodeError(f"not a decodable video: {exc}") from exc
+            raise MediaError(f"not a decodable video: {exc}") from exc
         if len(reader) == 0 or not reader.get_avg_fps():
-            raise DecodeError("video stream has no frames")
+            raise MediaError("video stream has no frames")
         self._native = reader
         self.info = VideoInfo(fps=float(reader.get_avg_fps()), num_frames=len(reader), width=width,
                               height=height, codec=codec)
@@ -43,7 +43,7 @@ class DecordReader(VideoReader):
                                             num_threads=self._threads)
             batch = reader.get_batch(wanted).asnumpy()
         except (decord.DECORDError, RuntimeError) as exc:
-            raise DecodeError(f"decoding failed: {exc}") from exc
+            raise MediaError(f"decoding failed: {exc}") from exc
         frames = np.ascontiguousarray(center_crop(batch, size))
         return gather(dict(zip(wanted, frames)), indices)
 

@@ -3,13 +3,13 @@ wanted frames, skipping non-reference packets nobody wants, and stopping after t
 keyframe lies between two wanted frames, seek to it instead of decoding the rest of the GOP."""
 from __future__ import annotations
 
-import io
 from typing import Dict, Optional, Sequence
 
 import numpy as np
 
-from .base import DecodeError, VideoInfo, VideoReader, gather
+from .base import VideoInfo, VideoReader, gather
 from .convert import frame_to_array
+from .media import MediaError, duration_seconds, open_media, stream_fps, video_stream
 from .geometry import center_crop, scaled_size
 from .sampling import keyframe_runs
 
@@ -20,36 +20,23 @@ class PyAVReader(VideoReader):
     ``jump_gops`` the seeks over GOPs that hold no wanted frame."""
 
     def __init__(self, data: bytes, threads: int = 1, skip_nonref: bool = True, jump_gops: bool = True):
-        import av
-
+        self._container = open_media(data)
         try:
-            self._container = av.open(io.BytesIO(data), mode="r")
-        except av.FFmpegError as exc:
-            raise DecodeError(f"not a decodable media container: {exc}") from exc
-        if not self._container.streams.video:
+            self._stream = stream = video_stream(self._container)
+            stream.codec_context.thread_count = threads
+            stream.codec_context.thread_type = "AUTO" if threads > 1 else "NONE"
+            rate = stream_fps(stream)
+            self._skip_nonref, self._jump_gops = skip_nonref, jump_gops
+            self._start = stream.start_time or 0
+            self._pts_per_frame = float(1 / (rate * stream.time_base))
+            num_frames = stream.frames or int(duration_seconds(self._container, stream) * rate)
+            if num_frames <= 0:
+                raise MediaError("video stream has no frames")
+        except BaseException:
             self._container.close()
-            raise DecodeError("no video stream")
-        self._stream = stream = self._container.streams.video[0]
-        stream.codec_context.thread_count = threads
-        stream.codec_context.thread_type = "AUTO" if threads > 1 else "NONE"
-        rate = stream.average_rate or stream.guessed_rate
-        if not rate:
-            self._container.close()
-            raise DecodeError("video stream has no frame rate")
-        self._skip_nonref, self._jump_gops = skip_nonref, jump_gops
-        self._start = stream.start_time or 0
-        self._pts_per_frame = float(1 / (rate * stream.time_base))
-        num_frames = stream.frames or int(self._duration_seconds() * float(rate))
-        if num_frames <= 0:
-            self._container.close()
-            raise DecodeError("video stream has no frames")
+            raise
         self.info = VideoInfo(fps=float(rate), num_frames=num_frames, width=stream.codec_context.width,
                               height=stream.codec_context.height, codec=stream.codec_context.name)
-
-    def _duration_seconds(self) -> float:
-        if self._stream.duration:
-            return float(self._stream.duration * self._stream.time_base)
-        return (self._container.duration or 0) / 1_000_000
 
     def _index(self, pts: int) -> int:
         return round((pts - self._start) / self._pts_per_frame)
@@ -79,7 +66,7 @@ class PyAVReader(VideoReader):
                         rgb = frame_to_array(frame, "rgb24", width, height)
                         decoded[index] = np.ascontiguousarray(center_crop(rgb, size))
         except av.FFmpegError as exc:
-            raise DecodeError(f"decoding failed: {exc}") from exc
+            raise MediaError(f"decoding failed: {exc}") from exc
         return gather(decoded, indices)
 
     def _frames(self, wanted: "set[int]", last: int):

@@ -6,7 +6,7 @@ import math
 import random
 from typing import List, Optional, Sequence
 
-from .base import DecodeError, VideoInfo
+from .base import MediaError, VideoInfo
 
 SAMPLINGS = ("uniform", "random")
 
@@ -17,13 +17,13 @@ def span_frames(info: VideoInfo, span: Optional[Sequence[float]] = None) -> rang
         return range(info.num_frames)
     start, end = float(span[0]), float(span[1])
     if not 0 <= start < end:
-        raise DecodeError(f"invalid span [{start}, {end}]")
+        raise MediaError(f"invalid span [{start}, {end}]")
     if end > info.duration + 1 / info.fps:
-        raise DecodeError(f"span [{start:.3f}, {end:.3f}] s goes beyond the video's {info.duration:.3f} s")
+        raise MediaError(f"span [{start:.3f}, {end:.3f}] s goes beyond the video's {info.duration:.3f} s")
     first = math.ceil(start * info.fps - 1e-6)
     stop = min(info.num_frames, math.ceil(end * info.fps - 1e-6))
     if stop <= first:
-        raise DecodeError(f"span [{start:.3f}, {end:.3f}] s holds no frame")
+        raise MediaError(f"span [{start:.3f}, {end:.3f}] s holds no frame")
     return range(first, stop)
 
 
@@ -42,7 +42,7 @@ def sample_indices(frames: range, num_frames: int, sampling: str, step: Optional
     count = len(frames)
     if step is None:
         if count < num_frames:
-            raise DecodeError(f"{num_frames} frames requested but the clip has {count}")
+            raise MediaError(f"{num_frames} frames requested but the clip has {count}")
         bounds = [k * count // num_frames for k in range(num_frames + 1)]
         if sampling == "uniform":
             offsets = [(2 * k + 1) * count // (2 * num_frames) for k in range(num_frames)]
@@ -52,7 +52,7 @@ def sample_indices(frames: range, num_frames: int, sampling: str, step: Optional
         offsets = [round(k * step) for k in range(num_frames)]
         room = count - 1 - offsets[-1]
         if room < 0:
-            raise DecodeError(f"{num_frames} frames {step:g} apart need {offsets[-1] + 1} frames "
+            raise MediaError(f"{num_frames} frames {step:g} apart need {offsets[-1] + 1} frames "
                               f"but the clip has {count}")
         shift = room // 2 if sampling == "uniform" else rng.randint(0, room)
         offsets = [o + shift for o in offsets]

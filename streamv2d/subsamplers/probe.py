@@ -1,18 +1,11 @@
 """Probe: container and stream metadata read in-process with PyAV (no ffprobe subprocess, no temp file)."""
 from __future__ import annotations
 
-import io
-from fractions import Fraction
-from typing import Any, Dict, List
+from typing import Any, Dict
 
-import av
-
+from ..decode.media import MediaError, duration_seconds, keyframe_timestamps, open_media, stream_fps, video_stream
 from ..sample import Sample, media_key
 from .base import Subsampler
-
-
-class MediaError(ValueError):
-    """Bytes that cannot serve the requested transform: undecodable, no video, too short."""
 
 
 def media_bytes(sample: Sample) -> "tuple[str, bytes]":
@@ -21,43 +14,6 @@ def media_bytes(sample: Sample) -> "tuple[str, bytes]":
     if ext is None:
         raise MediaError("sample has no video payload")
     return ext, sample[ext]
-
-
-def open_media(data: bytes) -> "av.container.InputContainer":
-    """Open in-memory media, turning libav's errors into a readable :class:`MediaError`."""
-    try:
-        return av.open(io.BytesIO(data), mode="r")
-    except (av.FFmpegError, UnicodeDecodeError) as exc:
-        raise MediaError(f"undecodable media: {exc}") from exc
-
-
-def video_stream(container) -> "av.video.stream.VideoStream":
-    if not container.streams.video:
-        raise MediaError("no video stream")
-    return container.streams.video[0]
-
-
-def stream_fps(stream) -> Fraction:
-    """The video's frame rate: average rate, else guessed rate, else 25 (libav's own fallback)."""
-    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-    return Fraction(rate) if rate else Fraction(25)
-
-
-def duration_seconds(container, stream) -> float:
-    """Video duration: the stream's own when stored, else the container's."""
-    if stream.duration is not None and stream.time_base is not None:
-        return float(stream.duration * stream.time_base)
-    if container.duration is not None:
-        return container.duration / av.time_base
-    raise MediaError("unknown duration")
-
-
-def keyframe_timestamps(container, stream) -> List[float]:
-    """Presentation times of the video's keyframes, found by demuxing only (no decoding)."""
-    times = sorted(float(p.pts * stream.time_base) for p in container.demux(stream)
-                   if p.is_keyframe and p.pts is not None)
-    container.seek(0)
-    return times
 
 
 def probe(data: bytes, keyframes: bool = False) -> Dict[str, Any]:

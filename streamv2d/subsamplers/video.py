@@ -16,11 +16,11 @@ import av
 from av.video.frame import PictureType
 
 from ..decode.convert import frame_to_array
+from ..decode.media import MediaError, duration_seconds, keyframe_timestamps, open_media, stream_fps, video_stream
 from ..sample import Sample
 from .audio import AudioEncoder, layout_for
 from .base import Subsampler
-from .probe import MediaError, duration_seconds, keyframe_timestamps, media_bytes, open_media, stream_fps, \
-    video_stream
+from .probe import media_bytes
 
 Span = List[float]
 #: audio encoder and rate for containers that cannot take AAC

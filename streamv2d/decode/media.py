@@ -1,0 +1,50 @@
+"""Opening media bytes with PyAV and reading the video stream's facts: the one layer ``Probe``, the fused
+transforms and the frame decoders share, with one error class for bytes that cannot serve."""
+from __future__ import annotations
+
+import io
+from fractions import Fraction
+from typing import List
+
+import av
+
+
+class MediaError(ValueError):
+    """Bytes that cannot serve the request: undecodable, no video stream, too short, corrupt."""
+
+
+def open_media(data: bytes) -> "av.container.InputContainer":
+    """Open in-memory media, turning libav's errors into a readable :class:`MediaError`."""
+    try:
+        return av.open(io.BytesIO(data), mode="r")
+    except (av.FFmpegError, UnicodeDecodeError) as exc:
+        raise MediaError(f"undecodable media: {exc}") from exc
+
+
+def video_stream(container) -> "av.video.stream.VideoStream":
+    if not container.streams.video:
+        raise MediaError("no video stream")
+    return container.streams.video[0]
+
+
+def stream_fps(stream) -> Fraction:
+    """The video's frame rate: average rate, else guessed rate, else 25 (libav's own fallback)."""
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    return Fraction(rate) if rate else Fraction(25)
+
+
+def duration_seconds(container, stream) -> float:
+    """Video duration: the stream's own when stored, else the container's."""
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / av.time_base
+    raise MediaError("unknown duration")
+
+
+def keyframe_timestamps(container, stream) -> List[float]:
+    """Presentation times of the video's keyframes, found by demuxing only (no decoding)."""
+    times = sorted(float(p.pts * stream.time_base) for p in container.demux(stream)
+                   if p.is_keyframe and p.pts is not None)
+    container.seek(0)
+    return times
