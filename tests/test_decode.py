@@ -9,7 +9,7 @@ import av
 import numpy as np
 import pytest
 
-from streamv2d.decode import DecodeError, VideoInfo, backend_names, get_opener
+from streamv2d.decode import MediaError, VideoInfo, backend_names, get_opener
 from streamv2d.decode.geometry import center_crop, scaled_size
 from streamv2d.decode.pyav import PyAVReader
 from streamv2d.decode.sampling import frame_step, keyframe_runs, sample_indices, span_frames
@@ -104,7 +104,7 @@ def test_geometry():
 @pytest.mark.parametrize("data,reason", [(b"", "decodable"), (b"\x00" * 5000, "decodable"),
                                          (make_video(1.0)[:3000], "decod|frames")])
 def test_bad_bytes_raise_decode_error(backend, data, reason):
-    with pytest.raises(DecodeError, match=reason):
+    with pytest.raises(MediaError, match=reason):
         with get_opener(backend)(data) as reader:
             reader.read(list(range(reader.info.num_frames)))
 
@@ -114,7 +114,7 @@ def test_audio_only_has_no_video_stream():
     with wave.open(buf, "wb") as out:
         out.setnchannels(1), out.setsampwidth(2), out.setframerate(8000)
         out.writeframes(b"\x00\x00" * 8000)
-    with pytest.raises(DecodeError, match="no video stream"):
+    with pytest.raises(MediaError, match="no video stream"):
         PyAVReader(buf.getvalue())
 
 
@@ -130,9 +130,9 @@ def test_span_frames():
     assert span_frames(INFO) == range(100)
     assert span_frames(INFO, [2.0, 4.0]) == range(20, 40)
     assert span_frames(INFO, [2.05, 4.01]) == range(21, 41)
-    with pytest.raises(DecodeError, match="beyond"):
+    with pytest.raises(MediaError, match="beyond"):
         span_frames(INFO, [5.0, 12.0])
-    with pytest.raises(DecodeError, match="invalid span"):
+    with pytest.raises(MediaError, match="invalid span"):
         span_frames(INFO, [4.0, 2.0])
 
 
@@ -140,7 +140,7 @@ def test_uniform_spreads_over_segments():
     rng = random.Random(0)
     assert sample_indices(range(20, 40), 4, "uniform", None, rng) == [22, 27, 32, 37]
     assert sample_indices(range(8), 8, "uniform", None, rng) == list(range(8))
-    with pytest.raises(DecodeError, match="4 frames requested but the clip has 3"):
+    with pytest.raises(MediaError, match="4 frames requested but the clip has 3"):
         sample_indices(range(3), 4, "uniform", None, rng)
 
 
@@ -158,7 +158,7 @@ def test_step_windows():
     assert sample_indices(range(100), 4, "uniform", step, rng) == [46, 48, 50, 52]
     window = sample_indices(range(10, 30), 4, "random", 3.0, rng)
     assert [b - a for a, b in zip(window, window[1:])] == [3, 3, 3] and 10 <= window[0] and window[-1] < 30
-    with pytest.raises(DecodeError, match="need 10 frames but the clip has 9"):
+    with pytest.raises(MediaError, match="need 10 frames but the clip has 9"):
         sample_indices(range(9), 4, "uniform", 3.0, rng)
 
 

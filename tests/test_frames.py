@@ -80,7 +80,7 @@ def test_bad_inputs_become_failed_to_subsample(data, span, reason):
     extra = {"span": span} if span else {}
     [record] = run_chain(sample_of(data, **extra), [Frames(num_frames=16, size=32)])
     assert record["json"]["status"] == FAILED_TO_SUBSAMPLE and "frames" not in record
-    assert "DecodeError" in record["json"]["error_message"] and reason in record["json"]["error_message"]
+    assert "MediaError" in record["json"]["error_message"] and reason in record["json"]["error_message"]
 
 
 def test_decord_backend_agrees(clip):
