@@ -5,13 +5,14 @@ so nothing is silently ignored.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Dict, List, Optional
 
 import yaml
 
 from .cache.evict import parse_size
 from .fetch import FetchConfig
+from .sources.table import TableOptions
 
 #: video2dataset keys that have no meaning here, with the reason given to the user.
 _V2D_IGNORED = {
@@ -28,15 +29,11 @@ class JobConfig:
     """Everything a ``materialize`` job needs besides its input and output paths."""
 
     subsamplers: List[Any] = field(default_factory=list)
-    reading: Dict[str, Any] = field(default_factory=dict)     # VideoDataset's table options
+    reading: Dict[str, Any] = field(default_factory=dict)     # TableOptions fields, as keywords
     fetch: FetchConfig = field(default_factory=FetchConfig)
     output_format: str = "tar"
     processes: int = 1
     ignored: List[str] = field(default_factory=list)         # "key: reason" lines for the user
-
-
-_READING_KEYS = ("url_col", "caption_col", "clip_col", "save_additional_columns", "input_format",
-                 "samples_per_shard", "storage_options")
 
 
 def load_config(path: Optional[str]) -> JobConfig:
@@ -63,7 +60,7 @@ def load_config(path: Optional[str]) -> JobConfig:
     fetch = reading.pop("fetch", {}) or {}
     if "timeout" in reading:
         fetch.setdefault("read_timeout", reading.pop("timeout"))
-    job.reading = {k: reading.pop(k) for k in _READING_KEYS if k in reading}
+    job.reading = {f.name: reading.pop(f.name) for f in fields(TableOptions) if f.name in reading}
     if "max_bytes" in fetch:
         fetch["max_bytes"] = parse_size(fetch["max_bytes"])
     if "threads" in distribution:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 import random
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
+from typing import Any, Iterator, List, Mapping, Optional, Sequence, Union
 
 from torch.utils.data import IterableDataset
 
@@ -14,6 +14,7 @@ from .fetch import FetchConfig, merged
 from .pipeline import ShardProcessor
 from .sample import Sample, is_success
 from .sources import Source, open_source
+from .sources.table import TableOptions
 from .subsamplers import SubsamplerLike, compile_chain, split_for_cache
 
 log = logging.getLogger("streamv2d")
@@ -26,8 +27,8 @@ class VideoDataset(IterableDataset):
     Args:
         source: a table path/URL/glob/list (csv, tsv, json, jsonl, parquet, txt), tar shard pattern
             (``"shards/{00000..00099}.tar"``), or a :class:`~streamv2d.sources.Source`.
-        url_col, caption_col, clip_col, save_additional_columns, samples_per_shard, input_format:
-            how to read a URL table (ignored for tar shards).
+        **table_options: how to read a URL table: the fields of :class:`~streamv2d.sources.table.TableOptions`
+            (``url_col``, ``caption_col``, ``samples_per_shard``, …); tar shards use ``storage_options`` only.
         subsamplers: callables applied to every sample, in order (see :mod:`streamv2d.subsamplers`).
         fetch: a :class:`FetchConfig` or dict of its fields; ``fetch_threads`` overrides its ``threads``.
         shuffle_shards: visit shards in an order drawn from ``(seed, epoch)``.
@@ -50,13 +51,6 @@ class VideoDataset(IterableDataset):
         self,
         source: Union[str, Sequence[str], Source],
         *,
-        url_col: str = "url",
-        caption_col: Optional[str] = None,
-        clip_col: Optional[str] = None,
-        save_additional_columns: Optional[Sequence[str]] = None,
-        samples_per_shard: int = 1000,
-        input_format: Optional[str] = None,
-        storage_options: Optional[Dict[str, Any]] = None,
         subsamplers: Sequence[SubsamplerLike] = (),
         fetch: Union[FetchConfig, Mapping[str, Any], None] = None,
         fetch_threads: Optional[int] = None,
@@ -72,19 +66,17 @@ class VideoDataset(IterableDataset):
         collate_fn: Optional[Collate] = None,
         rank: Optional[int] = None,
         world_size: Optional[int] = None,
+        **table_options: Any,
     ):
         super().__init__()
+        self.table_options = TableOptions(**table_options)   # checked for tars too
         fetch_config = merged(FetchConfig.from_any(fetch), threads=fetch_threads,
-                              storage_options=storage_options)
+                              storage_options=table_options.get("storage_options"))
         if fetch_config.threads < 1:
             raise ValueError(f"fetch_threads must be at least 1, got {fetch_config.threads}")
         if samples_per_rank is not None and samples_per_rank < 0:
             raise ValueError(f"samples_per_rank must be non-negative, got {samples_per_rank}")
-        self.source = open_source(
-            source, url_col=url_col, caption_col=caption_col, clip_col=clip_col,
-            save_additional_columns=save_additional_columns, samples_per_shard=samples_per_shard,
-            input_format=input_format, storage_options=storage_options,
-        )
+        self.source = open_source(source, **table_options)
         cached, after_cache = split_for_cache(subsamplers) if cache_dir else (list(subsamplers), [])
         self.processor = ShardProcessor(self.source, fetch_config, cached)
         self.after_cache = compile_chain(after_cache)   # tensor outputs (Frames) run on what the cache returns

@@ -18,6 +18,7 @@ from .sample import FAILED_TO_DOWNLOAD, Sample, is_success, mark_failed
 from .sources import InputShard, Source
 from .stats import ShardStats
 from .subsamplers import SubsamplerLike, compile_chain, run_chain
+from .subsamplers.frames import row_sequence
 
 log = logging.getLogger("streamv2d")
 
@@ -67,8 +68,9 @@ class ShardProcessor:
         """Rows of ``shard`` with their outputs, in row order; ``stats`` is filled as rows complete and
         finished when the shard is exhausted (a consumer that stops early leaves it unfinished)."""
         stats = stats if stats is not None else ShardStats(shard.id)
-        task = lambda row: self._process_row(row, before_fetch)  # noqa: E731
-        for fetched_bytes, row_status, outputs in self._map(task, self._rows(shard), needs_io=self.source.needs_fetch):
+        task = lambda item: self._process_row(*item, before_fetch)  # noqa: E731
+        rows = enumerate(self._rows(shard))
+        for fetched_bytes, row_status, outputs in self._map(task, rows, needs_io=self.source.needs_fetch):
             if row_status is not None:
                 stats.add_row(row_status, outputs, fetched_bytes)
             for sample in outputs:
@@ -83,7 +85,7 @@ class ShardProcessor:
     def run_after(self, samples: Iterable[Sample], chain: Sequence[SubsamplerLike]) -> Iterator[Sample]:
         """``chain`` over ``samples`` in this consumer's pool, results in order — e.g. ``Frames`` on what the
         cache returns, decoded in parallel like an uncached epoch's."""
-        for outputs in self._map(lambda sample: run_chain(sample, chain), samples, needs_io=False):
+        for outputs in self._map(lambda item: _run_chain_at(*item, chain), enumerate(samples), needs_io=False):
             yield from outputs
 
     def _map(self, task: Callable, items: Iterable, needs_io: bool) -> Iterator:
@@ -106,7 +108,8 @@ class ShardProcessor:
             record["json"][UNREADABLE] = True   # the shard is incomplete: a cache must not publish it
             yield record
 
-    def _process_row(self, row: Sample, before_fetch: Optional[RowHook]) -> Tuple[int, Optional[Sample], List[Sample]]:
+    def _process_row(self, seq: int, row: Sample,
+                     before_fetch: Optional[RowHook]) -> Tuple[int, Optional[Sample], List[Sample]]:
         if before_fetch is not None:
             replay = before_fetch(row)
             if replay is not None:
@@ -116,4 +119,11 @@ class ShardProcessor:
         else:
             nbytes = sum(len(v) for v in row.values() if isinstance(v, bytes))
         status = {"__key__": row["__key__"], "json": dict(row.get("json", {}))}
-        return nbytes, status, run_chain(row, self.chain)
+        return nbytes, status, _run_chain_at(seq, row, self.chain)
+
+
+def _run_chain_at(seq: int, sample: Sample, chain: Sequence[SubsamplerLike]) -> List[Sample]:
+    """``chain`` on ``sample``, known as row ``seq`` of its shard while it runs: decode slots go in row order,
+    the order outputs leave in (keys need not be sorted). A context variable, so nothing reaches the outputs."""
+    with row_sequence(seq):
+        return run_chain(sample, chain)

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import io
 import pickle
+import threading
+import time
+from contextlib import contextmanager
 
 import av
 import numpy as np
@@ -14,6 +17,7 @@ from streamv2d import VideoDataset
 from streamv2d.demo import make_video
 from streamv2d.sample import FAILED_TO_SUBSAMPLE
 from streamv2d.subsamplers import Frames, describe, run_chain
+from streamv2d.subsamplers.frames import _ROW, _OrderedSlots
 
 
 @pytest.fixture(scope="module")
@@ -120,26 +124,79 @@ def test_decode_slots_are_per_process():
     assert slots._free == core_share()   # the main process (no DataLoader worker) gets every core
 
 
-def test_decode_slots_go_to_the_lowest_key_first():
-    import threading
-    import time
+class RecordingSlots(_OrderedSlots):
+    """One decode slot that remembers each grant: the row order asked for, and the row the thread works on."""
 
-    from streamv2d.subsamplers.frames import _OrderedSlots
+    def __init__(self):
+        super().__init__(1)
+        self.granted = []
 
-    slots, order = _OrderedSlots(1), []
-    holder = slots.hold("000")
-    holder.__enter__()                          # the only slot is taken: everyone queues
+    @contextmanager
+    def hold(self, seq):
+        with super().hold(seq):
+            self.granted.append((seq, _ROW.get()))
+            yield
 
-    def take(key):
-        with slots.hold(key):
-            order.append(key)
 
-    threads = [threading.Thread(target=take, args=(k,)) for k in ("005", "002", "009", "001")]
-    for t in threads:
-        t.start()
-    while len(slots._waiting) < 4:
-        time.sleep(0.01)
-    holder.__exit__(None, None, None)
-    for t in threads:
-        t.join()
-    assert order == ["001", "002", "005", "009"]
+def grants_after_queueing(slots, start_waiters, waiters):
+    """Take the only slot, let ``start_waiters()`` queue ``waiters`` holders, release it: the grant order."""
+    with slots.hold(-1):
+        threads = start_waiters()
+        while len(slots._waiting) < waiters:
+            time.sleep(0.01)
+    for thread in threads:
+        thread.join()
+    return slots.granted[1:]
+
+
+def started(target):
+    thread = threading.Thread(target=target)
+    thread.start()
+    return thread
+
+
+def start_holders(slots, seqs, one_by_one=False):
+    """A thread per ``seq`` that takes a slot and gives it back; ``one_by_one``: each queued before the next."""
+    def take(seq):
+        with slots.hold(seq):
+            pass
+
+    threads = []
+    for seq in seqs:
+        threads.append(started(lambda s=seq: take(s)))
+        while one_by_one and len(slots._waiting) < len(threads):
+            time.sleep(0.01)
+    return threads
+
+
+@pytest.mark.timeout(60)
+def test_decode_slots_go_to_the_earliest_row_first_then_in_arrival_order():
+    slots = RecordingSlots()
+    grants = grants_after_queueing(slots, lambda: start_holders(slots, [5, 2, 9, 1]), 4)
+    assert [seq for seq, _ in grants] == [1, 2, 5, 9]
+    slots = RecordingSlots()
+    assert grants_after_queueing(slots, lambda: start_holders(slots, [None] * 3 + [7], True), 4)[0][0] == 7
+
+
+@pytest.mark.timeout(60)
+def test_tar_shard_with_keys_in_reverse_order_decodes_in_row_order(tmp_path, monkeypatch):
+    import webdataset as wds
+
+    import streamv2d.pipeline
+    import streamv2d.subsamplers.frames as frames_module
+
+    keys = [f"{i:03d}" for i in reversed(range(6))]
+    data = make_video(0.5, 64, 48, fps=10)
+    with wds.TarWriter(str(tmp_path / "00000.tar")) as writer:
+        for key in keys:
+            writer.write({"__key__": key, "mp4": data, "json": {"key": key, "status": "success"}})
+    slots = RecordingSlots()
+    monkeypatch.setattr(frames_module, "decode_slot", lambda: slots)
+    monkeypatch.setattr(streamv2d.pipeline, "core_share", lambda: 2)   # rows run in the pool on any machine
+    ds = VideoDataset(str(tmp_path / "00000.tar"), subsamplers=[Frames(num_frames=2, size=32)], fetch_threads=6)
+    out = []
+    grants = grants_after_queueing(slots, lambda: [started(lambda: out.extend(ds))], len(keys))
+    assert grants == [(row, row) for row in range(len(keys))]   # asked for and given in row order
+    assert [s["__key__"] for s in out] == keys                 # file order, every sample once
+    assert all(set(s) == {"__key__", "__url__", "json", "frames"} for s in out)   # nothing about the row order
+    assert all(set(s["json"]) == {"key", "status", "frames"} for s in out)

@@ -6,7 +6,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from streamv2d.errors import SourceError
 from streamv2d.sources import TableSource, open_source
+from streamv2d.sources.table import TableOptions
 from streamv2d.sources.tar import TarSource
 from conftest import write_csv
 
@@ -129,3 +131,45 @@ def test_parquet_list_column_for_clips_and_extras(tmp_path):
     src = TableSource(path, clip_col="clips", save_additional_columns=["tags"])
     row = next(src.read(src.shards()[0]))
     assert row["json"]["clips"] == [[0.0, 1.5], [2.0, 3.0]] and row["json"]["tags"] == ["a", "b"]
+
+
+def test_table_options_record_and_keywords_build_the_same_source(tmp_path):
+    table = write_table(tmp_path / "urls.csv", "csv")
+    options = TableOptions(caption_col="caption", save_additional_columns="vid", samples_per_shard=5,
+                           table_cache=str(tmp_path / "c"))
+    assert options.save_additional_columns == ("vid",) and options.columns == ["url", "caption", "vid"]
+    by_record, by_keywords = TableSource(table, options), TableSource(table, **vars(options))
+    assert by_record.fingerprint() == by_keywords.fingerprint() and by_record.shards() == by_keywords.shards()
+    assert TableSource(table, options, samples_per_shard=10).options.samples_per_shard == 10   # keywords on top
+
+
+@pytest.mark.parametrize("bad, message", [({"samples_per_shard": 0}, "samples_per_shard must be at least 1"),
+                                          ({"input_format": "xlsx"}, "unknown input_format 'xlsx'")])
+def test_table_options_are_checked_once_for_every_reader(bad, message):
+    with pytest.raises(SourceError, match=message):
+        TableOptions(**bad)
+
+
+def test_unknown_keywords_are_named_whatever_the_source(tmp_path):
+    import streamv2d as sv
+
+    table = write_table(tmp_path / "urls.csv", "csv")
+    ds = sv.VideoDataset(table, url_col="url", samples_per_shard=4, table_cache=str(tmp_path / "c"))
+    assert ds.table_options.samples_per_shard == 4 and ds.num_shards == 6
+    for source in (table, str(tmp_path / "x{00000..00001}.tar")):
+        with pytest.raises(TypeError, match="unexpected keyword argument 'shuffle_bufer'"):
+            sv.VideoDataset(source, shuffle_bufer=4)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'urlcol'"):
+        TableSource(table, urlcol="link")
+
+
+def test_yaml_reading_section_accepts_exactly_the_table_options(tmp_path):
+    from streamv2d.config import load_config
+
+    config = tmp_path / "job.yaml"
+    config.write_text("reading: {url_col: link, table_cache: /tmp/t, save_additional_columns: [a]}\n")
+    assert load_config(str(config)).reading == {"url_col": "link", "table_cache": "/tmp/t",
+                                                "save_additional_columns": ["a"]}
+    config.write_text("reading: {url_col: link, caption_column: name}\n")
+    with pytest.raises(ValueError, match=r"unknown key\(s\) in reading: \['caption_column'\]"):
+        load_config(str(config))

@@ -14,7 +14,7 @@ import os
 import tempfile
 from bisect import bisect_right
 from itertools import accumulate
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import IO, Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import fsspec
@@ -51,6 +51,37 @@ def detect_format(path: str) -> str:
 def default_table_cache() -> str:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(base, "streamv2d", "tables")
+
+
+@dataclass(frozen=True)
+class TableOptions:
+    """How a URL table is read: the one list of the keywords that ``TableSource``, ``VideoDataset`` and the YAML
+    ``reading`` section accept, with their defaults and checks. ``save_additional_columns`` are copied into each
+    sample's json; text tables are converted to Arrow once in ``table_cache`` (default ~/.cache/streamv2d/tables)."""
+
+    url_col: str = "url"
+    caption_col: Optional[str] = None
+    clip_col: Optional[str] = None
+    save_additional_columns: Sequence[str] = ()
+    samples_per_shard: int = 1000
+    input_format: Optional[str] = None
+    storage_options: Optional[Dict[str, Any]] = field(default=None, hash=False)
+    table_cache: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        if self.samples_per_shard < 1:
+            raise SourceError(f"samples_per_shard must be at least 1, got {self.samples_per_shard}")
+        if self.input_format is not None and self.input_format not in FORMATS:
+            raise SourceError(f"unknown input_format {self.input_format!r}; expected one of {', '.join(FORMATS)}")
+        extra = self.save_additional_columns or ()
+        object.__setattr__(self, "save_additional_columns", (extra,) if isinstance(extra, str) else tuple(extra))
+        object.__setattr__(self, "storage_options", dict(self.storage_options or {}))
+
+    @property
+    def columns(self) -> List[str]:
+        """The columns a sample is made from, each once, url first."""
+        cols = [self.url_col] + [c for c in (self.caption_col, self.clip_col) if c] + list(self.save_additional_columns)
+        return list(dict.fromkeys(cols))
 
 
 @dataclass(frozen=True)
@@ -91,35 +122,17 @@ class TableSource:
 
     needs_fetch = True
 
-    def __init__(
-        self,
-        spec: PathSpec,
-        *,
-        url_col: str = "url",
-        caption_col: Optional[str] = None,
-        clip_col: Optional[str] = None,
-        save_additional_columns: Optional[Sequence[str]] = None,
-        samples_per_shard: int = 1000,
-        input_format: Optional[str] = None,
-        storage_options: Optional[dict] = None,
-        table_cache: Optional[str] = None,
-    ):
-        if samples_per_shard < 1:
-            raise SourceError(f"samples_per_shard must be at least 1, got {samples_per_shard}")
-        if input_format is not None and input_format not in FORMATS:
-            raise SourceError(f"unknown input_format {input_format!r}; expected one of {', '.join(FORMATS)}")
-        self.url_col = url_col
-        self.caption_col = caption_col
-        self.clip_col = clip_col
-        self.extra_cols = list(save_additional_columns or [])
-        self.samples_per_shard = samples_per_shard
-        self.storage_options = storage_options or {}
-        self.table_cache = table_cache or default_table_cache()
+    def __init__(self, spec: PathSpec, options: Optional[TableOptions] = None, **keywords: Any):
+        """``options``, with any of its fields given as keywords on top (``TableSource(path, url_col="link")``)."""
+        self.options = replace(options or TableOptions(), **keywords)
+        samples_per_shard, self.columns = self.options.samples_per_shard, self.options.columns
+        self.storage_options = self.options.storage_options
+        self.table_cache = self.options.table_cache or default_table_cache()
         self.paths = expand(spec, self.storage_options)
         self._files: List[_TableFile] = []
         first_shard = 0
         for path in self.paths:
-            fmt = input_format or detect_format(path)
+            fmt = self.options.input_format or detect_format(path)
             table_file = self._open(path, fmt, first_shard)
             self._files.append(table_file)
             first_shard += -(-table_file.num_rows // samples_per_shard)
@@ -135,16 +148,12 @@ class TableSource:
         self._cursor: Optional[_ParquetCursor] = None
 
     # -- listing -----------------------------------------------------------------------------------------
-    @property
-    def columns(self) -> List[str]:
-        cols = [self.url_col] + [c for c in (self.caption_col, self.clip_col) if c] + self.extra_cols
-        return list(dict.fromkeys(cols))
-
     def shards(self) -> Sequence[InputShard]:
         return self._shards
 
     def fingerprint(self) -> str:
-        options = json.dumps([self.columns, self.samples_per_shard, self.caption_col, self.clip_col])
+        o = self.options
+        options = json.dumps([self.columns, o.samples_per_shard, o.caption_col, o.clip_col])
         return hashlib.sha256((file_identity(self.paths, self.storage_options) + options).encode()).hexdigest()[:16]
 
     def _check_columns(self, path: str, names: Sequence[str]) -> None:
@@ -213,7 +222,7 @@ class TableSource:
             yield from _jsonl_string_batches(f, path, self.columns, self._check_columns)
             return
         if fmt == "txt":
-            yield from _txt_batches(f, self.url_col)
+            yield from _txt_batches(f, self.options.url_col)
             return
         if fmt == "json":
             yield from _json_array_batches(f, path, self.columns, self._check_columns)
@@ -235,23 +244,24 @@ class TableSource:
     # -- reading one shard ------------------------------------------------------------------------------------
     def read(self, shard: InputShard) -> Iterator[Sample]:
         table = self._rows(shard)
+        o = self.options
         columns = {name: table.column(name).to_pylist() for name in self.columns}
         for i in range(table.num_rows):
             row = {name: values[i] for name, values in columns.items()}
             key = make_key(shard.id, i, self._widths)
-            meta = {"url": row[self.url_col], "key": key}
-            if self.caption_col:
-                meta["caption"] = row[self.caption_col]
-            for col in self.extra_cols:
+            meta = {"url": row[o.url_col], "key": key}
+            if o.caption_col:
+                meta["caption"] = row[o.caption_col]
+            for col in o.save_additional_columns:
                 meta[col] = row[col]
             sample: Sample = {"__key__": key, "__url__": shard.path, "json": meta}   # as webdataset names the shard
-            if self.caption_col and meta["caption"] is not None:
+            if o.caption_col and meta["caption"] is not None:
                 sample["txt"] = str(meta["caption"])
-            if self.clip_col:
+            if o.clip_col:
                 try:
-                    meta["clips"] = _parse_clips(row[self.clip_col])
+                    meta["clips"] = _parse_clips(row[o.clip_col])
                 except (ValueError, TypeError) as exc:
-                    sample = mark_failed(sample, FAILED_TO_DOWNLOAD, f"bad {self.clip_col!r} cell: {exc}")
+                    sample = mark_failed(sample, FAILED_TO_DOWNLOAD, f"bad {o.clip_col!r} cell: {exc}")
             yield sample
 
     def _rows(self, shard: InputShard) -> pa.Table:

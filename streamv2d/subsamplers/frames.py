@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import os
 import random
 import threading
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import torch
@@ -65,7 +67,7 @@ class Frames(Subsampler):
         ext, data = media_bytes(sample)
         meta = dict(sample.get("json", {}))
         rng = random.Random(f"{self.seed}/{sample['__key__']}")
-        with decode_slot().hold(sample["__key__"]), self._open(data, threads=self.threads) as reader:
+        with decode_slot().hold(_ROW.get()), self._open(data, threads=self.threads) as reader:
             info = reader.info
             frames = span_frames(info, meta.get("span"))
             indices = sample_indices(frames, self.num_frames, self.sampling, frame_step(info, self.fps, self.stride),
@@ -80,19 +82,34 @@ class Frames(Subsampler):
         return out
 
 
+#: The position in its shard of the row this thread is processing; None outside a pipeline.
+_ROW: ContextVar[Optional[int]] = ContextVar("streamv2d_row", default=None)
+
+
+@contextmanager
+def row_sequence(seq: int) -> Iterator[None]:
+    """Mark the work done inside the block as row ``seq`` of its shard, so its decodes queue in row order."""
+    token = _ROW.set(seq)
+    try:
+        yield
+    finally:
+        _ROW.reset(token)
+
+
 class _OrderedSlots:
-    """``count`` slots granted lowest key first: rows leave the pipeline in key order, so decoding a later row
-    while an earlier one waits would only delay both (head-of-line blocking)."""
+    """``count`` slots granted to the earliest row first (arrival order for rows without a sequence): rows leave
+    the pipeline in row order, so decoding a later row while an earlier one waits would only delay both
+    (head-of-line blocking). Row order, not key order: a tar shard's keys need not be sorted."""
 
     def __init__(self, count: int) -> None:
         self._free = count
-        self._waiting: List[Tuple[str, int]] = []
+        self._waiting: List[Tuple[float, int]] = []
         self._tickets = itertools.count()
         self._cv = threading.Condition()
 
     @contextmanager
-    def hold(self, key: str) -> Iterator[None]:
-        ticket = (key, next(self._tickets))
+    def hold(self, seq: Optional[int]) -> Iterator[None]:
+        ticket = (math.inf if seq is None else seq, next(self._tickets))
         with self._cv:
             heapq.heappush(self._waiting, ticket)
             try:
