@@ -5,6 +5,7 @@ import argparse
 import logging
 import os
 import sys
+from dataclasses import fields
 from typing import List, Optional
 
 from . import __version__
@@ -27,14 +28,14 @@ def _materialize(args: argparse.Namespace) -> int:
     from .config import load_config
     from .errors import StreamV2DError
     from .materialize import materialize
+    from .sources.table import TableOptions
 
     try:
         job = load_config(args.config)
         for line in job.ignored:
             print(f"config: ignored {line}", file=sys.stderr)
-        for option in ("url_col", "caption_col", "clip_col", "samples_per_shard", "input_format",
-                       "save_additional_columns"):
-            if getattr(args, option) is not None:
+        for option in (f.name for f in fields(TableOptions)):
+            if getattr(args, option, None) is not None:
                 job.reading[option] = getattr(args, option)
         if args.format:
             job.output_format = args.format

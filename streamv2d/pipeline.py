@@ -18,7 +18,7 @@ from .sample import FAILED_TO_DOWNLOAD, Sample, is_success, mark_failed
 from .sources import InputShard, Source
 from .stats import ShardStats
 from .subsamplers import SubsamplerLike, compile_chain, run_chain
-from .subsamplers.frames import row_sequence
+from .subsamplers.base import row_sequence
 
 log = logging.getLogger("streamv2d")
 

@@ -17,7 +17,8 @@ from streamv2d import VideoDataset
 from streamv2d.demo import make_video
 from streamv2d.sample import FAILED_TO_SUBSAMPLE
 from streamv2d.subsamplers import Frames, describe, run_chain
-from streamv2d.subsamplers.frames import _ROW, _OrderedSlots
+from streamv2d.subsamplers.base import current_row
+from streamv2d.subsamplers.frames import _OrderedSlots
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +135,7 @@ class RecordingSlots(_OrderedSlots):
     @contextmanager
     def hold(self, seq):
         with super().hold(seq):
-            self.granted.append((seq, _ROW.get()))
+            self.granted.append((seq, current_row()))
             yield
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from ..errors import SourceError
 from .base import InputShard, Source
-from .table import FORMATS, TableSource
+from .table import FORMATS, TableOptions, TableSource
 from .tar import TarSource, looks_like_tar_spec
 
 
@@ -23,4 +23,4 @@ def open_source(spec: Any, **options: Any) -> Source:
     return TableSource(spec, **options)
 
 
-__all__ = ["FORMATS", "InputShard", "Source", "SourceError", "TableSource", "TarSource", "open_source"]
+__all__ = ["FORMATS", "InputShard", "Source", "SourceError", "TableOptions", "TableSource", "TarSource", "open_source"]

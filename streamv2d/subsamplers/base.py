@@ -1,7 +1,9 @@
 """The subsampler contract: one sample in, zero, one or many samples out."""
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Sequence, Union
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Union
 
 from ..sample import FAILED_TO_SUBSAMPLE, Sample, is_success, mark_failed
 
@@ -54,3 +56,21 @@ def _as_list(result: SubsamplerResult) -> Iterator[Sample]:
     if isinstance(result, dict):
         return iter((result,))
     return iter(list(result))
+
+
+_ROW: ContextVar[Optional[int]] = ContextVar("streamv2d_row", default=None)
+
+
+@contextmanager
+def row_sequence(seq: int) -> Iterator[None]:
+    """Mark the work done inside the block as row ``seq`` of its shard (e.g. so decodes queue in row order)."""
+    token = _ROW.set(seq)
+    try:
+        yield
+    finally:
+        _ROW.reset(token)
+
+
+def current_row() -> Optional[int]:
+    """The row of its shard the running subsampler works on, or None outside a pipeline."""
+    return _ROW.get()

@@ -8,7 +8,6 @@ import os
 import random
 import threading
 from contextlib import contextmanager
-from contextvars import ContextVar
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import torch
@@ -17,7 +16,7 @@ from ..decode import get_opener
 from ..decode.sampling import SAMPLINGS, frame_step, sample_indices, span_frames
 from ..distribute.world import core_share
 from ..sample import Sample
-from .base import Subsampler
+from .base import Subsampler, current_row
 from .probe import media_bytes
 
 
@@ -67,7 +66,7 @@ class Frames(Subsampler):
         ext, data = media_bytes(sample)
         meta = dict(sample.get("json", {}))
         rng = random.Random(f"{self.seed}/{sample['__key__']}")
-        with decode_slot().hold(_ROW.get()), self._open(data, threads=self.threads) as reader:
+        with decode_slot().hold(current_row()), self._open(data, threads=self.threads) as reader:
             info = reader.info
             frames = span_frames(info, meta.get("span"))
             indices = sample_indices(frames, self.num_frames, self.sampling, frame_step(info, self.fps, self.stride),
@@ -83,19 +82,6 @@ class Frames(Subsampler):
 
 
 #: The position in its shard of the row this thread is processing; None outside a pipeline.
-_ROW: ContextVar[Optional[int]] = ContextVar("streamv2d_row", default=None)
-
-
-@contextmanager
-def row_sequence(seq: int) -> Iterator[None]:
-    """Mark the work done inside the block as row ``seq`` of its shard, so its decodes queue in row order."""
-    token = _ROW.set(seq)
-    try:
-        yield
-    finally:
-        _ROW.reset(token)
-
-
 class _OrderedSlots:
     """``count`` slots granted to the earliest row first (arrival order for rows without a sequence): rows leave
     the pipeline in row order, so decoding a later row while an earlier one waits would only delay both
