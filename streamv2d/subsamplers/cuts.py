@@ -1,7 +1,9 @@
 """CutDetection: content-based scene cuts (PySceneDetect's ContentDetector idea) on downscaled frames."""
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, List, Optional
+import math
+from fractions import Fraction
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 
@@ -45,38 +47,72 @@ def scenes_from_scores(scores: List[float], threshold: float, min_scene_len: int
     return [[a, b] for a, b in zip(bounds, bounds[1:]) if b > a]
 
 
-class CutDetection(Subsampler):
-    """Adds video2dataset's ``json["cuts"]`` (``original_fps``, ``cuts_original_fps`` as frame ranges); with
-    ``cuts_are_clips`` also ``json["clips"]`` in seconds, for a following ``Clip``.
+def frame_step(source_fps: Fraction, target_fps: float) -> int:
+    """video2dataset's frame skipping for a target rate: every n-th source frame, n = max(1, source // target)."""
+    return max(1, int(float(source_fps) // target_fps))
 
-    ``fps`` samples frames at a lower rate (non-reference packets skipped; cut frame numbers stay in the source's
-    frame rate); ``width`` is the analysis width; ``cut_detection_mode`` ``all`` or ``longest``."""
+
+def scenes_in_source_frames(scores: List[float], step: Fraction, threshold: float, min_scene_len: int,
+                            total: int) -> List[List[int]]:
+    """Scenes found on frames analysed every ``step`` source frames, as source frame ranges (PySceneDetect with
+    frame skipping numbers frames this way too); ``min_scene_len`` counts source frames; the last scene ends at
+    ``total`` (the duration's frame count) or after the last analysed frame, whichever is later."""
+    min_len = max(1, math.ceil(min_scene_len / step - Fraction(1, 10**6)))
+    scenes = [[int(round(a * step)), int(round(b * step))]
+              for a, b in scenes_from_scores(scores, threshold, min_len)]
+    if scenes:
+        scenes[-1][1] = max(total, int(round((len(scores) - 1) * step)) + 1)
+    return scenes
+
+
+class CutDetection(Subsampler):
+    """Adds video2dataset's ``json["cuts"]``: ``original_fps``, ``cuts_original_fps`` (scenes as source frame
+    ranges) and, for each of ``framerates``, ``cuts_{fps}``: scenes detected on every n-th source frame,
+    n = max(1, source fps // fps) (video2dataset's frame skipping), still numbered in source frames. With
+    ``cuts_are_clips`` also ``json["clips"]`` in seconds (from ``cuts_original_fps``), for a following ``Clip``.
+
+    ``fps`` samples the frames of ``cuts_original_fps`` at a lower rate (non-reference packets skipped; frame
+    numbers stay the source's); ``width`` is the analysis width; ``cut_detection_mode`` ``all`` or ``longest``.
+    Each distinct analysis rate is one decode pass that decodes only the frames it scores."""
 
     def __init__(self, threshold: float = 27.0, min_scene_len: int = 15, cut_detection_mode: str = "all",
-                 cuts_are_clips: bool = False, fps: Optional[float] = None, width: int = 64) -> None:
+                 cuts_are_clips: bool = False, fps: Optional[float] = None, width: int = 64,
+                 framerates: Optional[Sequence[float]] = None) -> None:
         if cut_detection_mode not in ("all", "longest"):
             raise ValueError(f"cut_detection_mode must be all or longest, got {cut_detection_mode!r}")
+        if framerates is not None and (isinstance(framerates, (str, bytes)) or not isinstance(framerates, Sequence)
+                                       or not all(isinstance(r, (int, float)) and r > 0 for r in framerates)):
+            raise ValueError(f"framerates must be a list of positive frame rates, got {framerates!r}")
         self.threshold, self.min_scene_len, self.cut_detection_mode = threshold, min_scene_len, cut_detection_mode
         self.cuts_are_clips, self.fps, self.width = cuts_are_clips, fps, width
+        self.framerates = list(framerates) if framerates else None
 
     def __call__(self, sample: Sample) -> Sample:
         _, data = media_bytes(sample)
         with open_media(data) as container:
             video = video_stream(container)
-            source_fps, rate = stream_fps(video), analysis_rate(video, self.fps)
-            scores = list(content_scores(reduced_frames(container, video, rate, self.width)))
+            source_fps = stream_fps(video)
             duration = duration_seconds(container, video)
-        step = source_fps / rate  # source frames per analysed frame
-        min_len = max(1, int(round(self.min_scene_len / step)))
-        scenes = [[int(round(a * step)), int(round(b * step))]
-                  for a, b in scenes_from_scores(scores, self.threshold, min_len)]
-        if scenes:
-            scenes[-1][1] = max(scenes[-1][1], int(round(duration * source_fps)))
-        if self.cut_detection_mode == "longest" and scenes:
-            scenes = [max(scenes, key=lambda s: s[1] - s[0])]
+            rates = {"cuts_original_fps": analysis_rate(video, self.fps)}
+            for target in self.framerates or ():
+                rates[f"cuts_{target}"] = source_fps / frame_step(source_fps, target)
+            scores: Dict[Fraction, List[float]] = {}
+            for rate in rates.values():
+                if rate not in scores:
+                    if scores:  # a further pass: back to the start
+                        container.seek(0)
+                    scores[rate] = list(content_scores(reduced_frames(container, video, rate, self.width)))
+        cuts: Dict[str, Any] = {"original_fps": float(source_fps)}
+        total = int(round(duration * source_fps))
+        for key, rate in rates.items():
+            scenes = scenes_in_source_frames(scores[rate], source_fps / rate, self.threshold, self.min_scene_len,
+                                             total)
+            if self.cut_detection_mode == "longest" and scenes:
+                scenes = [max(scenes, key=lambda s: s[1] - s[0])]
+            cuts[key] = scenes
         meta = sample.setdefault("json", {})
-        cuts: Dict[str, Any] = {"original_fps": float(source_fps), "cuts_original_fps": scenes}
         meta["cuts"] = cuts
         if self.cuts_are_clips:
-            meta["clips"] = [[a / float(source_fps), min(b / float(source_fps), duration)] for a, b in scenes]
+            meta["clips"] = [[a / float(source_fps), min(b / float(source_fps), duration)]
+                             for a, b in cuts["cuts_original_fps"]]
         return sample
