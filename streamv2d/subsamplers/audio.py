@@ -78,26 +78,30 @@ class SpanTrim:
     def __init__(self, start: float = 0.0, end: Optional[float] = None) -> None:
         self.start, self.end = start, end
         self._next: Optional[int] = None  # the previous frame's end, in samples
+        self._tick = 0.0  # samples per pts unit, read once from the first frame (Fractions per frame are slow)
 
     def _first_sample(self, frame) -> int:
-        if frame.pts is None or frame.time_base is None:
+        if frame.pts is None:
             return self._next or 0
-        stamped = frame.pts * frame.time_base * frame.sample_rate
-        if self._next is not None and abs(stamped - self._next) <= max(1, frame.time_base * frame.sample_rate):
+        if not self._tick:
+            self._tick = float((frame.time_base or Fraction(1, frame.sample_rate)) * frame.sample_rate)
+        stamped = frame.pts * self._tick
+        if self._next is not None and abs(stamped - self._next) <= max(1.0, self._tick):
             return self._next
         return int(round(stamped))
 
     def __call__(self, frame) -> "tuple[Optional[object], bool]":
         """(the part of ``frame`` inside the span or None, whether the span is complete)."""
-        rate = frame.sample_rate
+        rate, count = frame.sample_rate, frame.samples
         first = self._first_sample(frame)
-        self._next = first + frame.samples
-        lo = max(0, int(round(self.start * rate)) - first)
-        hi = frame.samples if self.end is None else min(frame.samples, int(round(self.end * rate)) - first)
-        done = self.end is not None and first + frame.samples >= int(round(self.end * rate))
+        self._next = first + count
+        lo = max(0, round(self.start * rate) - first)
+        stop = None if self.end is None else round(self.end * rate) - first  # the span's end, frame-relative
+        hi = count if stop is None else min(count, stop)
+        done = stop is not None and count >= stop
         if hi <= lo:
             return None, done
-        return (frame if (lo, hi) == (0, frame.samples) else slice_frame(frame, lo, hi)), done
+        return (frame if (lo, hi) == (0, count) else slice_frame(frame, lo, hi)), done
 
     def frames(self, frames: Iterable) -> Iterator:
         """The trimmed frames of a decoded sequence, stopping once the span is complete."""

@@ -57,7 +57,7 @@ def scenes_in_source_frames(scores: List[float], step: Fraction, threshold: floa
     """Scenes found on frames analysed every ``step`` source frames, as source frame ranges (PySceneDetect with
     frame skipping numbers frames this way too); ``min_scene_len`` counts source frames; the last scene ends at
     ``total`` (the duration's frame count) or after the last analysed frame, whichever is later."""
-    min_len = max(1, math.ceil(min_scene_len / step - Fraction(1, 10**6)))
+    min_len = max(1, math.ceil(min_scene_len / step))
     scenes = [[int(round(a * step)), int(round(b * step))]
               for a, b in scenes_from_scores(scores, threshold, min_len)]
     if scenes:
