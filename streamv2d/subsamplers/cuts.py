@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 
@@ -26,13 +26,20 @@ def rgb_to_hsv(rgb: np.ndarray) -> np.ndarray:
     return np.stack([h, s, v], axis=-1)
 
 
-def content_scores(frames: Iterator[np.ndarray]) -> Iterator[float]:
-    """Mean absolute H, S and V change between consecutive frames, averaged (0 for the first frame)."""
-    previous = None
-    for frame in frames:
-        hsv = rgb_to_hsv(frame)
-        yield 0.0 if previous is None else float(np.abs(hsv - previous).mean())
-        previous = hsv
+def content_scores(frames: Iterable[np.ndarray], strides: Sequence[int] = (1,)) -> List[List[float]]:
+    """For each stride s, the scores of every s-th frame: mean absolute H, S and V change since the previous
+    such frame, averaged (0 for the first). Each frame's HSV is computed once, whatever the strides."""
+    scores: List[List[float]] = [[] for _ in strides]
+    previous: List[Optional[np.ndarray]] = [None] * len(strides)
+    for i, frame in enumerate(frames):
+        hsv = None
+        for k, stride in enumerate(strides):
+            if i % stride:
+                continue
+            hsv = rgb_to_hsv(frame) if hsv is None else hsv
+            scores[k].append(0.0 if previous[k] is None else float(np.abs(hsv - previous[k]).mean()))
+            previous[k] = hsv
+    return scores
 
 
 def scenes_from_scores(scores: List[float], threshold: float, min_scene_len: int) -> List[List[int]]:
@@ -50,6 +57,20 @@ def scenes_from_scores(scores: List[float], threshold: float, min_scene_len: int
 def frame_step(source_fps: Fraction, target_fps: float) -> int:
     """video2dataset's frame skipping for a target rate: every n-th source frame, n = max(1, source // target)."""
     return max(1, int(float(source_fps) // target_fps))
+
+
+def analysis_passes(steps: Dict[str, Fraction], source_fps: Fraction) -> Dict[Fraction, Dict[str, int]]:
+    """Decode passes for analyses every ``steps[key]`` source frames: {pass rate: {key: stride in that pass}}.
+    Whole steps share one pass at their greatest common divisor; any other step gets a pass of its own."""
+    whole = {key: int(step) for key, step in steps.items() if step.denominator == 1}
+    passes: Dict[Fraction, Dict[str, int]] = {}
+    if whole:
+        common = math.gcd(*whole.values())
+        passes[source_fps / common] = {key: step // common for key, step in whole.items()}
+    for key, step in steps.items():
+        if key not in whole:
+            passes.setdefault(source_fps / step, {})[key] = 1
+    return passes
 
 
 def scenes_in_source_frames(scores: List[float], step: Fraction, threshold: float, min_scene_len: int,
@@ -73,7 +94,8 @@ class CutDetection(Subsampler):
 
     ``fps`` samples the frames of ``cuts_original_fps`` at a lower rate (non-reference packets skipped; frame
     numbers stay the source's); ``width`` is the analysis width; ``cut_detection_mode`` ``all`` or ``longest``.
-    Each distinct analysis rate is one decode pass that decodes only the frames it scores."""
+    All analyses every whole number of source frames share one decode pass (at their common step, decoding only
+    the frames some analysis scores); an ``fps`` that is not such a step costs a pass of its own."""
 
     def __init__(self, threshold: float = 27.0, min_scene_len: int = 15, cut_detection_mode: str = "all",
                  cuts_are_clips: bool = False, fps: Optional[float] = None, width: int = 64,
@@ -93,20 +115,20 @@ class CutDetection(Subsampler):
             video = video_stream(container)
             source_fps = stream_fps(video)
             duration = duration_seconds(container, video)
-            rates = {"cuts_original_fps": analysis_rate(video, self.fps)}
+            steps = {"cuts_original_fps": source_fps / analysis_rate(video, self.fps)}
             for target in self.framerates or ():
-                rates[f"cuts_{target}"] = source_fps / frame_step(source_fps, target)
-            scores: Dict[Fraction, List[float]] = {}
-            for rate in rates.values():
-                if rate not in scores:
-                    if scores:  # a further pass: back to the start
-                        container.seek(0)
-                    scores[rate] = list(content_scores(reduced_frames(container, video, rate, self.width)))
+                steps[f"cuts_{target}"] = Fraction(frame_step(source_fps, target))
+            scores: Dict[str, List[float]] = {}
+            for i, (rate, strides) in enumerate(analysis_passes(steps, source_fps).items()):
+                if i:  # a further pass: back to the start
+                    container.seek(0)
+                distinct = sorted(set(strides.values()))
+                found = content_scores(reduced_frames(container, video, rate, self.width), distinct)
+                scores.update({key: found[distinct.index(stride)] for key, stride in strides.items()})
         cuts: Dict[str, Any] = {"original_fps": float(source_fps)}
         total = int(round(duration * source_fps))
-        for key, rate in rates.items():
-            scenes = scenes_in_source_frames(scores[rate], source_fps / rate, self.threshold, self.min_scene_len,
-                                             total)
+        for key, step in steps.items():
+            scenes = scenes_in_source_frames(scores[key], step, self.threshold, self.min_scene_len, total)
             if self.cut_detection_mode == "longest" and scenes:
                 scenes = [max(scenes, key=lambda s: s[1] - s[0])]
             cuts[key] = scenes
