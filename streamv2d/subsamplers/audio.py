@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import io
-from typing import Iterator, Optional, Sequence
+from fractions import Fraction
+from typing import Iterable, Iterator, Optional, Sequence
 
 import av
+import numpy as np
 
 from ..sample import Sample
 from .base import Subsampler
@@ -13,6 +15,11 @@ from .probe import MediaError, media_bytes, open_media
 #: output extension -> (container format, encoder)
 AUDIO_FORMATS = {"m4a": ("mp4", "aac"), "mp3": ("mp3", "libmp3lame"), "wav": ("wav", "pcm_s16le"),
                  "flac": ("flac", "flac")}
+
+
+#: seconds decoded before a span's start and thrown away: codecs overlap frames (AAC by one frame, MP3's bit
+#: reservoir by a few, Opus asks for 80 ms), so a frame decoded cold after a seek would be wrong
+PREROLL = 0.1
 
 
 class NoAudioError(MediaError):
@@ -35,25 +42,82 @@ class AudioEncoder:
         self.stream = container.add_stream(codec, rate=rate, layout=layout)
         if bitrate:
             self.stream.bit_rate = bitrate
+        self.position = 0  # samples sent, at the input rate
 
     def encode(self, frame) -> None:
-        frame.pts = None  # the encoder numbers samples itself, so clipped audio starts at 0
+        # renumbered from 0 so clipped audio starts at 0; a real pts (not None) lets the AAC encoder mark its
+        # priming samples (negative pts → an MP4 edit list) so decoders drop them
+        frame.pts, frame.time_base = self.position, Fraction(1, frame.sample_rate)
+        self.position += frame.samples
         self.container.mux(self.stream.encode(frame))
 
     def flush(self) -> None:
         self.container.mux(self.stream.encode(None))
 
 
+def slice_frame(frame, lo: int, hi: int):
+    """Samples [lo, hi) of a decoded audio frame as a new frame of the same format, layout, rate and clock."""
+    array = frame.to_ndarray()
+    width = 1 if frame.format.is_planar else frame.layout.nb_channels  # packed: channels interleaved in row 0
+    part = np.ascontiguousarray(array[:, lo * width:hi * width])
+    out = av.AudioFrame.from_ndarray(part, format=frame.format, layout=frame.layout)
+    out.sample_rate, out.time_base = frame.sample_rate, frame.time_base
+    if frame.pts is not None and frame.time_base is not None:
+        out.pts = frame.pts + int(round(lo / (frame.sample_rate * frame.time_base)))
+    return out
+
+
+class SpanTrim:
+    """Cuts decoded frames to [start, end) seconds to the sample (at the source rate), slicing the two frames
+    that straddle the ends: the output starts at sample round(start·rate) and stops before round(end·rate).
+
+    A frame's position is its pts, or the previous frame's end when the pts agrees with it to within one tick of
+    the time base: containers with coarse clocks (Matroska: 1 ms) then still cut an exact length, placed to
+    within half a tick."""
+
+    def __init__(self, start: float = 0.0, end: Optional[float] = None) -> None:
+        self.start, self.end = start, end
+        self._next: Optional[int] = None  # the previous frame's end, in samples
+        self._tick = 0.0  # samples per pts unit, read once from the first frame (Fractions per frame are slow)
+
+    def _first_sample(self, frame) -> int:
+        if frame.pts is None:
+            return self._next or 0
+        if not self._tick:
+            self._tick = float((frame.time_base or Fraction(1, frame.sample_rate)) * frame.sample_rate)
+        stamped = frame.pts * self._tick
+        if self._next is not None and abs(stamped - self._next) <= max(1.0, self._tick):
+            return self._next
+        return int(round(stamped))
+
+    def __call__(self, frame) -> "tuple[Optional[object], bool]":
+        """(the part of ``frame`` inside the span or None, whether the span is complete)."""
+        rate, count = frame.sample_rate, frame.samples
+        first = self._first_sample(frame)
+        self._next = first + count
+        lo = max(0, round(self.start * rate) - first)
+        stop = None if self.end is None else round(self.end * rate) - first  # the span's end, frame-relative
+        hi = count if stop is None else min(count, stop)
+        done = stop is not None and count >= stop
+        if hi <= lo:
+            return None, done
+        return (frame if (lo, hi) == (0, count) else slice_frame(frame, lo, hi)), done
+
+    def frames(self, frames: Iterable) -> Iterator:
+        """The trimmed frames of a decoded sequence, stopping once the span is complete."""
+        for frame in frames:
+            part, done = self(frame)
+            if part is not None:
+                yield part
+            if done:
+                return
+
+
 def audio_frames(container, stream, start: float = 0.0, end: Optional[float] = None) -> Iterator:
-    """Decoded frames of ``stream`` overlapping [start, end), after one seek."""
+    """Decoded frames of ``stream`` cut to exactly [start, end), after one seek ``PREROLL`` s before start."""
     if start > 0:
-        container.seek(int(start / stream.time_base), stream=stream, backward=True)
-    for frame in container.decode(stream):
-        t = float(frame.pts * stream.time_base) if frame.pts is not None else 0.0
-        if end is not None and t >= end:
-            break
-        if t + frame.samples / frame.sample_rate > start:
-            yield frame
+        container.seek(max(0, int((start - PREROLL) / stream.time_base)), stream=stream, backward=True)
+    return SpanTrim(start, end).frames(container.decode(stream))
 
 
 def encode_audio(data: bytes, fmt: str = "m4a", rate: Optional[int] = None, channels: Optional[int] = None,

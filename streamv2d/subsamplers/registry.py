@@ -78,7 +78,7 @@ def _arguments(options: Any) -> "tuple[list, dict]":
 _V2D = {
     "FFProbeSubsampler": ("probe", {"extract_keyframes": "keyframes"}),
     "CutDetectionSubsampler": ("cut_detection", {"cut_detection_mode": "cut_detection_mode", "threshold": "threshold",
-                                                 "min_scene_len": "min_scene_len", "framerates": None}),
+                                                 "min_scene_len": "min_scene_len", "framerates": "framerates"}),
     "ClippingSubsampler": ("clip", {"min_length": "min_length", "max_length": "max_length",
                                     "max_length_strategy": "max_length_strategy", "precision": "precision"}),
     "FrameSubsampler": ("fps", {"frame_rate": "rate"}),

@@ -18,7 +18,7 @@ from av.video.frame import PictureType
 from ..decode.convert import frame_to_array
 from ..decode.media import MediaError, duration_seconds, keyframe_timestamps, open_media, stream_fps, video_stream
 from ..sample import Sample
-from .audio import AudioEncoder, layout_for
+from .audio import PREROLL, AudioEncoder, SpanTrim, layout_for
 from .base import Subsampler
 from .probe import media_bytes
 
@@ -423,7 +423,9 @@ class VideoSink:
 
 
 class _AudioOut:
-    """The audio of a span: packets stream-copied with shifted timestamps, or decoded and re-encoded to AAC."""
+    """The audio of a span: packets stream-copied with shifted timestamps (packet-exact: the first packet starting
+    at or after the span's start to the last starting before its end), or decoded, cut to the span to the sample
+    (:class:`SpanTrim`, after up to ``PREROLL`` s of warm-up decoding) and re-encoded (AAC; Opus in WebM)."""
 
     def __init__(self, oc, source, encode: Encode, start: float) -> None:
         self.oc, self.source = oc, source
@@ -436,6 +438,7 @@ class _AudioOut:
             cc = source.codec_context
             codec, rate = CONTAINER_AUDIO.get(encode.container, ("aac", cc.sample_rate))
             self.encoder = AudioEncoder(oc, codec, rate, layout_for(None, cc.channels))
+            self.trim = SpanTrim(start)
 
     def add(self, packet, end: Optional[float]) -> bool:
         """Route one packet; True once the span's audio is complete."""
@@ -444,16 +447,20 @@ class _AudioOut:
         t = float(packet.pts * self.source.time_base)
         if end is not None and t >= end:
             return True
-        if t < self.start:
-            return False
         if self.copy:
-            packet.pts -= self.offset
-            packet.dts = packet.pts
-            packet.stream = self.stream
-            self.oc.mux(packet)
-        else:
-            for frame in self.source.decode(packet):
-                self.encoder.encode(frame)
+            if t >= self.start:
+                packet.pts -= self.offset
+                packet.dts = packet.pts
+                packet.stream = self.stream
+                self.oc.mux(packet)
+            return False
+        if t + float((packet.duration or 0) * self.source.time_base) < self.start - PREROLL:
+            return False
+        self.trim.end = end
+        for frame in self.source.decode(packet):
+            part, _ = self.trim(frame)
+            if part is not None:
+                self.encoder.encode(part)
         return False
 
     def flush(self) -> None:
