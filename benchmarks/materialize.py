@@ -29,7 +29,7 @@ import av
 import numpy as np
 
 from streamv2d.subsamplers import FPS, Encode, Probe, Resolution, compile_chain, run_chain
-from streamv2d.subsamplers.probe import open_media
+from streamv2d.decode.media import open_media
 
 SIZES = [(1280, 720), (854, 480), (640, 360)]
 RATE, SIZE, MODE = 5, 224, "scale,crop,pad"

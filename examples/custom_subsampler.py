@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from streamv2d.decode.media import open_media
 from streamv2d.demo import make_video
 from streamv2d.subsamplers import FPS, Probe, Resolution, Subsampler, compile_chain, from_config, register, run_chain
-from streamv2d.subsamplers.probe import media_bytes, open_media
+from streamv2d.subsamplers.probe import media_bytes
 
 
 class MinBrightness(Subsampler):

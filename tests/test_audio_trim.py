@@ -8,10 +8,10 @@ import av
 import numpy as np
 import pytest
 
+from streamv2d.decode.media import open_media
 from streamv2d.demo import make_video
 from streamv2d.subsamplers import FPS, Audio, Clip, Encode, compile_chain, run_chain
 from streamv2d.subsamplers.audio import SpanTrim
-from streamv2d.subsamplers.probe import open_media
 
 SPAN = [1.03, 2.51]
 AAC_FRAME = 1024

@@ -7,10 +7,10 @@ import av
 import numpy as np
 import pytest
 
+from streamv2d.decode.media import open_media
 from streamv2d.demo import make_video
 from streamv2d.sample import FAILED_TO_SUBSAMPLE
-from streamv2d.subsamplers import (FPS, Audio, Clip, CutDetection, Resolution, compile_chain, probe, run_chain)
-from streamv2d.subsamplers.probe import open_media
+from streamv2d.subsamplers import FPS, Audio, Clip, CutDetection, Resolution, compile_chain, probe, run_chain
 
 
 def read(path: str) -> bytes:

@@ -8,11 +8,11 @@ import av
 import numpy as np
 import pytest
 
+from streamv2d.decode.media import open_media
 from streamv2d.demo import make_video
 from streamv2d.sample import FAILED_TO_SUBSAMPLE
 from streamv2d.subsamplers import (FPS, Clip, Encode, Probe, Resolution, Transcode, compile_chain, from_config,
                                    probe, run_chain)
-from streamv2d.subsamplers.probe import open_media
 from streamv2d.subsamplers.video import FrameSelector, SpanClip, decode_selected
 
 

@@ -9,8 +9,8 @@ import numpy as np
 
 from .base import VideoInfo, VideoReader, gather
 from .convert import frame_to_array
-from .media import MediaError, duration_seconds, open_media, stream_fps, video_stream
 from .geometry import center_crop, scaled_size
+from .media import MediaError, duration_seconds, open_media, stream_fps, video_stream
 from .sampling import keyframe_runs
 
 

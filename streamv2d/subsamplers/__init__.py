@@ -1,4 +1,5 @@
 """Subsamplers: per-sample transforms applied lazily, in order, inside each worker."""
+from ..decode.media import MediaError
 from .audio import Audio
 from .base import Subsampler, SubsamplerLike, run_chain, split_for_cache
 from .chain import compile_chain
@@ -6,7 +7,7 @@ from .cuts import CutDetection
 from .fingerprint import describe
 from .flow import OpticalFlow
 from .frames import Frames
-from .probe import MediaError, Probe, probe
+from .probe import Probe, probe
 from .registry import from_config, register
 from .video import FPS, Clip, Encode, Resolution, Transcode
 

@@ -8,9 +8,10 @@ from typing import Iterable, Iterator, Optional, Sequence
 import av
 import numpy as np
 
+from ..decode.media import MediaError, open_media
 from ..sample import Sample
 from .base import Subsampler
-from .probe import MediaError, media_bytes, open_media
+from .probe import media_bytes
 
 #: output extension -> (container format, encoder)
 AUDIO_FORMATS = {"m4a": ("mp4", "aac"), "mp3": ("mp3", "libmp3lame"), "wav": ("wav", "pcm_s16le"),

@@ -7,9 +7,10 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 
+from ..decode.media import duration_seconds, open_media, stream_fps, video_stream
 from ..sample import Sample
 from .base import Subsampler
-from .probe import duration_seconds, media_bytes, open_media, stream_fps, video_stream
+from .probe import media_bytes
 from .video import analysis_rate, reduced_frames
 
 

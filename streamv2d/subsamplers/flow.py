@@ -6,9 +6,10 @@ from typing import Any
 
 import numpy as np
 
+from ..decode.media import open_media, video_stream
 from ..sample import Sample
 from .base import Subsampler
-from .probe import media_bytes, open_media, video_stream
+from .probe import media_bytes
 from .video import analysis_rate, reduced_frames
 
 
