@@ -2,7 +2,7 @@
 from .dataset import VideoDataset
 from .errors import FetchError, SourceError, StreamV2DError
 from .fetch import FetchConfig
-from .sources import InputShard, Source, TableSource, TarSource
+from .sources import InputShard, Source, TableOptions, TableSource, TarSource
 from .stats import ShardStats
 from .subsamplers import (FPS, Audio, Clip, CutDetection, Encode, Frames, MediaError, OpticalFlow, Probe,
                           Resolution, Subsampler, from_config)
@@ -11,4 +11,4 @@ __version__ = "0.1.0"
 
 __all__ = ["FPS", "Audio", "Clip", "CutDetection", "Encode", "FetchConfig", "FetchError", "Frames", "InputShard",
            "MediaError", "OpticalFlow", "Probe", "Resolution", "ShardStats", "Source", "SourceError", "StreamV2DError",
-           "Subsampler", "TableSource", "TarSource", "VideoDataset", "__version__", "from_config"]
+           "Subsampler", "TableOptions", "TableSource", "TarSource", "VideoDataset", "__version__", "from_config"]
