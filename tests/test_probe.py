@@ -48,3 +48,15 @@ def test_no_video_stream_fails_with_reason():
     assert out["json"]["status"] == FAILED_TO_SUBSAMPLE and "no video stream" in out["json"]["error_message"]
     with pytest.raises(MediaError):
         probe(audio_only["m4a"])
+
+
+def test_opening_decodes_nothing_unless_the_pixel_format_is_asked_for():
+    from streamv2d.decode.media import open_media
+    from streamv2d.demo import make_video
+
+    data = make_video(1.0, 64, 48, fps=10)
+    with open_media(data) as quick, open_media(data, pixel_format=True) as full:
+        q, f = quick.streams.video[0], full.streams.video[0]
+        assert (q.codec_context.width, q.average_rate, q.frames) == (f.codec_context.width, f.average_rate, f.frames)
+        assert f.codec_context.format.name == "yuv420p"
+        assert len(list(quick.decode(q))) == 10          # the quick open still decodes every frame

@@ -19,7 +19,7 @@ def media_bytes(sample: Sample) -> "tuple[str, bytes]":
 def probe(data: bytes, keyframes: bool = False) -> Dict[str, Any]:
     """ffprobe-like ``{"format", "streams"}`` plus flat summary fields; ``keyframe_timestamps`` on request
     (ending with the duration, as video2dataset's FFProbeSubsampler does)."""
-    with open_media(data) as container:
+    with open_media(data, pixel_format=True) as container:
         video = video_stream(container)
         cc = video.codec_context
         fps = stream_fps(video)

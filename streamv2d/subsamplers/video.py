@@ -391,12 +391,8 @@ class VideoSink:
         w, h = w - w % 2, h - h % 2  # 4:2:0 encoders need even sizes
         filters.append(("scale", f"{w}:{h}"))
         filters.append(("format", encode.pix_fmt))
-        self.graph = av.filter.Graph()
-        nodes = [self.graph.add_buffer(template=source)]
-        nodes += [self.graph.add(name, args) for name, args in filters]
-        nodes.append(self.graph.add("buffersink"))
-        self.graph.link_nodes(*nodes)
-        self.graph.configure()
+        self.filters, self.source_time_base = filters, source.time_base
+        self.graph: Optional[av.filter.Graph] = None
         self.stream = oc.add_stream(encode.codec, rate=rate, options=encode.codec_options())
         self.stream.width, self.stream.height, self.stream.pix_fmt = w, h, encode.pix_fmt
         if encode.bitrate:
@@ -407,7 +403,20 @@ class VideoSink:
         self.time_base = Fraction(1) / rate
         self.oc, self.count = oc, 0
 
+    def _configure(self, frame) -> av.filter.Graph:
+        """The graph, built for the first frame's pixel format (opening skipped the decoding that tells it)."""
+        graph = av.filter.Graph()
+        nodes = [graph.add_buffer(width=frame.width, height=frame.height, format=frame.format,
+                                  time_base=self.source_time_base)]
+        nodes += [graph.add(name, args) for name, args in self.filters]
+        nodes.append(graph.add("buffersink"))
+        graph.link_nodes(*nodes)
+        graph.configure()
+        return graph
+
     def write(self, frame, slots: range) -> None:
+        if self.graph is None:
+            self.graph = self._configure(frame)
         self.graph.push(frame)
         out = self.graph.pull()
         for k in slots:
