@@ -1,6 +1,6 @@
 """Training reads through ``DataLoader(num_workers=2)``: streamv2d ``Frames`` against a plain loader, same run.
 
-    python benchmarks/frames.py [--repeats 3] [--rows 48] [--batch-size 8]
+    python benchmarks/frames.py [--repeats 3] [--rows 96] [--batch-size 8]
 
 (a) on the fly: a csv of URLs of 10-s H.264 originals on a ``LoopbackServer`` → 8 frames uniform, 224².
 (b) from WebDataset shards of 224², 5 fps clips (made here with PyAV) → 8 frames uniform.
@@ -149,7 +149,7 @@ def compare(label: str, loaders: Dict[str, Callable[[], DataLoader]], repeats: i
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--rows", type=int, default=48, help="rows of the URL table and clips in the shards")
+    parser.add_argument("--rows", type=int, default=96, help="rows of the URL table and clips in the shards")
     parser.add_argument("--videos", type=int, default=12, help="distinct 10-s originals")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--fetch-threads", type=int, default=4)
