@@ -26,9 +26,11 @@ def collate_samples(samples: List[Sample]) -> Dict[str, Any]:
 def stack(tensors: List[torch.Tensor]) -> torch.Tensor:
     """``torch.stack``; inside a DataLoader worker, straight into shared memory, which the batch must reach
     anyway to cross to the main process — one copy of the batch instead of two."""
-    if get_worker_info() is None:
-        return torch.stack(tensors)
     first = tensors[0]
+    plain = (get_worker_info() is None or first.device.type != "cpu"
+             or any(t.dtype != first.dtype or t.requires_grad for t in tensors))
+    if plain:   # out= cannot promote dtypes or record gradients; only CPU tensors go through shared memory
+        return torch.stack(tensors)
     out = torch.empty((len(tensors), *first.shape), dtype=first.dtype).share_memory_()
     return torch.stack(tensors, out=out)
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import random
+from dataclasses import fields
 from typing import Any, Iterator, List, Mapping, Optional, Sequence, Union
 
 from torch.utils.data import IterableDataset
@@ -69,6 +70,10 @@ class VideoDataset(IterableDataset):
         **table_options: Any,
     ):
         super().__init__()
+        unknown = sorted(set(table_options) - {f.name for f in fields(TableOptions)})
+        if unknown:
+            raise TypeError(f"VideoDataset() got unexpected keyword argument(s) {', '.join(unknown)}; table options "
+                            f"are {', '.join(f.name for f in fields(TableOptions))}")
         self.table_options = TableOptions(**table_options)   # checked for tars too
         fetch_config = merged(FetchConfig.from_any(fetch), threads=fetch_threads,
                               storage_options=table_options.get("storage_options"))

@@ -168,3 +168,15 @@ def test_span_trim_slices_only_the_straddling_frames():
     samples = np.concatenate([f.to_ndarray()[0] for f in kept])
     assert np.array_equal(samples, np.arange(300, 900)) and kept[1:3] == frames[2:4]
     assert [f.pts for f in kept] == [300, 400, 600, 800]
+
+
+def test_audio_starting_after_the_span_start_is_led_by_silence():
+    """The source has no sound before 0.5 s: the kept audio starts with silence up to there, in step with video."""
+    trim = SpanTrim(0.2, 0.9)
+    frames = []
+    for at in range(500, 1100, 200):
+        frame = av.AudioFrame.from_ndarray(np.full((1, 200), 7, dtype=np.int16), format="s16", layout="mono")
+        frame.sample_rate, frame.pts, frame.time_base = 1000, at, Fraction(1, 1000)
+        frames.append(frame)
+    samples = np.concatenate([f.to_ndarray()[0] for f in trim.frames(frames)])
+    assert samples.shape == (700,) and not samples[:300].any() and (samples[300:] == 7).all()

@@ -27,3 +27,13 @@ def test_stack_goes_to_shared_memory_only_inside_a_worker():
     assert not stack([s["frames"] for s in samples(2)]).is_shared()
     [item] = list(DataLoader(_SharedInWorker(), batch_size=None, num_workers=1))
     assert item["shared"] and item["frames"].shape == (3, 2, 3)
+
+
+class _MixedInWorker(IterableDataset):
+    def __iter__(self):
+        yield stack([torch.zeros(2, dtype=torch.int64), torch.ones(2, dtype=torch.float32)])
+
+
+def test_stack_in_a_worker_still_promotes_mixed_dtypes():
+    [item] = list(DataLoader(_MixedInWorker(), batch_size=None, num_workers=1))
+    assert item.dtype == torch.float32 and item.tolist() == [[0, 0], [1, 1]]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import io
 from fractions import Fraction
-from typing import Iterable, Iterator, Optional, Sequence
+from typing import Iterable, Iterator, List, Optional, Sequence
 
 import av
 import numpy as np
@@ -56,16 +56,29 @@ class AudioEncoder:
         self.container.mux(self.stream.encode(None))
 
 
+def _like(frame, samples: np.ndarray):
+    """A frame of ``samples`` (``to_ndarray``'s layout) with ``frame``'s format, layout and rate."""
+    out = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples), format=frame.format, layout=frame.layout)
+    out.sample_rate, out.time_base = frame.sample_rate, frame.time_base
+    return out
+
+
+def _width(frame) -> int:
+    return 1 if frame.format.is_planar else frame.layout.nb_channels  # packed: channels interleaved in row 0
+
+
 def slice_frame(frame, lo: int, hi: int):
     """Samples [lo, hi) of a decoded audio frame as a new frame of the same format, layout, rate and clock."""
-    array = frame.to_ndarray()
-    width = 1 if frame.format.is_planar else frame.layout.nb_channels  # packed: channels interleaved in row 0
-    part = np.ascontiguousarray(array[:, lo * width:hi * width])
-    out = av.AudioFrame.from_ndarray(part, format=frame.format, layout=frame.layout)
-    out.sample_rate, out.time_base = frame.sample_rate, frame.time_base
+    out = _like(frame, frame.to_ndarray()[:, lo * _width(frame):hi * _width(frame)])
     if frame.pts is not None and frame.time_base is not None:
         out.pts = frame.pts + int(round(lo / (frame.sample_rate * frame.time_base)))
     return out
+
+
+def silence_like(frame, count: int):
+    """``count`` samples of silence in ``frame``'s format, layout and rate."""
+    array = frame.to_ndarray()
+    return _like(frame, np.zeros((array.shape[0], count * _width(frame)), array.dtype))
 
 
 class SpanTrim:
@@ -79,6 +92,7 @@ class SpanTrim:
     def __init__(self, start: float = 0.0, end: Optional[float] = None) -> None:
         self.start, self.end = start, end
         self._next: Optional[int] = None  # the previous frame's end, in samples
+        self._started = False  # whether a part has been returned (the leading silence is owed once)
         self._tick = 0.0  # samples per pts unit, read once from the first frame (Fractions per frame are slow)
 
     def _first_sample(self, frame) -> int:
@@ -91,25 +105,33 @@ class SpanTrim:
             return self._next
         return int(round(stamped))
 
-    def __call__(self, frame) -> "tuple[Optional[object], bool]":
-        """(the part of ``frame`` inside the span or None, whether the span is complete)."""
+    def __call__(self, frame) -> "tuple[List[object], bool]":
+        """(the parts of ``frame`` inside the span, whether the span is complete). Where the source's audio
+        begins after the span's start, the first parts are led by that much silence, so audio stays in step
+        with the video (an audio track starting at 0.5 s still lines up with frame 0.5 s)."""
         rate, count = frame.sample_rate, frame.samples
         first = self._first_sample(frame)
         self._next = first + count
-        lo = max(0, round(self.start * rate) - first)
+        begin = round(self.start * rate)
+        lo = max(0, begin - first)
         stop = None if self.end is None else round(self.end * rate) - first  # the span's end, frame-relative
         hi = count if stop is None else min(count, stop)
         done = stop is not None and count >= stop
         if hi <= lo:
-            return None, done
-        return (frame if (lo, hi) == (0, count) else slice_frame(frame, lo, hi)), done
+            return [], done
+        parts = [frame if (lo, hi) == (0, count) else slice_frame(frame, lo, hi)]
+        if not self._started:
+            self._started = True
+            gap = first + lo - begin
+            if gap > 0:
+                parts.insert(0, silence_like(frame, gap))
+        return parts, done
 
     def frames(self, frames: Iterable) -> Iterator:
         """The trimmed frames of a decoded sequence, stopping once the span is complete."""
         for frame in frames:
-            part, done = self(frame)
-            if part is not None:
-                yield part
+            parts, done = self(frame)
+            yield from parts
             if done:
                 return
 

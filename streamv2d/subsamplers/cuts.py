@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from fractions import Fraction
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
@@ -104,7 +105,7 @@ class CutDetection(Subsampler):
         if cut_detection_mode not in ("all", "longest"):
             raise ValueError(f"cut_detection_mode must be all or longest, got {cut_detection_mode!r}")
         if framerates is not None and (isinstance(framerates, (str, bytes)) or not isinstance(framerates, Sequence)
-                                       or not all(isinstance(r, (int, float)) and r > 0 for r in framerates)):
+                                       or not all(isinstance(r, numbers.Real) and r > 0 for r in framerates)):
             raise ValueError(f"framerates must be a list of positive frame rates, got {framerates!r}")
         self.threshold, self.min_scene_len, self.cut_detection_mode = threshold, min_scene_len, cut_detection_mode
         self.cuts_are_clips, self.fps, self.width = cuts_are_clips, fps, width

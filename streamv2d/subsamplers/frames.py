@@ -81,7 +81,6 @@ class Frames(Subsampler):
         return out
 
 
-#: The position in its shard of the row this thread is processing; None outside a pipeline.
 class _OrderedSlots:
     """``count`` slots granted to the earliest row first (arrival order for rows without a sequence): rows leave
     the pipeline in row order, so decoding a later row while an earlier one waits would only delay both

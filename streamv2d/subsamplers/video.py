@@ -99,9 +99,9 @@ class Encode(VideoOp):
     ``threads`` defaults to 1: samples already run in parallel (workers), and per-sample encoder threads only
     add start-up and hand-off cost on short clips; 0 lets the encoder choose. ``fast_decode`` (default on,
     libx264) encodes for cheap reading: ``tune=fastdecode`` and no B-pyramid. ``keyframe_interval``: seconds
-    between keyframes, placed by the encoder (never copied from the source, whose GOPs would double the bytes of
-    a 5 fps output): a reader seeking into a clip decodes at most this much, and a clip of up to 10 s holds one
-    keyframe; None leaves it to the encoder (x264: 250 frames, 50 s at 5 fps)."""
+    at most between keyframes, placed by the encoder (never copied from the source, whose GOPs would double the
+    bytes of a 5 fps output; x264 still adds keyframes at scene cuts): a reader seeking into a clip decodes at
+    most this much; None leaves it to the encoder (x264: 250 frames, 50 s at 5 fps)."""
 
     def __init__(self, codec: str = "libx264", crf: Optional[int] = 23, bitrate: Optional[int] = None,
                  preset: Optional[str] = "veryfast", container: str = "mp4", pix_fmt: str = "yuv420p",
@@ -467,8 +467,7 @@ class _AudioOut:
             return False
         self.trim.end = end
         for frame in self.source.decode(packet):
-            part, _ = self.trim(frame)
-            if part is not None:
+            for part in self.trim(frame)[0]:
                 self.encoder.encode(part)
         return False
 
