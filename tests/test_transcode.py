@@ -191,3 +191,33 @@ def test_keyframes_are_placed_by_the_encoder_not_copied_from_the_source():
     assert max(np.diff(every_1s + [6.0])) <= 1.0 + 1e-6
     with pytest.raises(ValueError, match="keyframe_interval"):
         Encode(keyframe_interval=0)
+
+
+def offset_video(container: str, offset: float = 1.4, seconds: float = 4.0, fps: int = 10) -> bytes:
+    """Frame i (value 8·i) shown at ``offset + i / fps`` on the stream's clock, like MPEG-TS (1.4 s) or an MP4
+    with an edit list; a keyframe every 12 frames."""
+    buf = io.BytesIO()
+    with av.open(buf, "w", format=container) as oc:
+        stream = oc.add_stream("libx264", rate=fps, options={"preset": "ultrafast"})
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(int(seconds * fps)):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), (8 * i) % 256, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = i + round(offset * fps), Fraction(1, fps)
+            oc.mux(stream.encode(frame))
+        oc.mux(stream.encode(None))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("container", ["mpegts", "mp4", "matroska"])
+def test_times_count_from_the_first_frame_whatever_the_stream_clock(container):
+    from streamv2d import Frames
+
+    data = offset_video(container)
+    [clip] = run_chain(sample_of(data) | {"json": {"clips": [[2.0, 3.0]]}}, compile_chain([Clip(), FPS(5)]))
+    with open_media(clip["mp4"]) as c:
+        values = [int(f.to_ndarray(format="rgb24")[0, 0, 0]) for f in c.decode(video=0)]
+    assert len(values) == 5 and abs(values[0] - 8 * 20) <= 4           # frames 20, 22, … of the source
+    [framed] = run_chain(sample_of(data) | {"json": {"span": [2.0, 3.0]}}, [Frames(num_frames=4, size=None)])
+    assert framed["json"]["frames"]["indices"] == [21, 23, 26, 28]       # MPEG-TS seeks land off keyframes
+    assert all(abs(int(v) - 8 * i) <= 4 for v, i in zip(framed["frames"][:, 0, 0, 0], [21, 23, 26, 28]))
+    assert probe(data, keyframes=True)["keyframe_timestamps"][0] == pytest.approx(0.0)

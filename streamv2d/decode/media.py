@@ -23,8 +23,8 @@ def open_media(data: bytes, pixel_format: bool = False) -> "av.container.InputCo
         container = av.open(io.BytesIO(data), mode="r", options=None if pixel_format else {"skip_frame": "all"})
     except (av.FFmpegError, UnicodeDecodeError) as exc:
         raise MediaError(f"undecodable media: {exc}") from exc
-    if not pixel_format and any(s.codec_context.width == 0 for s in container.streams.video):
-        container.close()   # a format whose frame size only decoding tells: probe the usual way
+    if not pixel_format and any(s.codec_context.width == 0 or s.start_time is None for s in container.streams.video):
+        container.close()   # frame size or start time (Matroska) only decoding tells: probe the usual way
         return open_media(data, pixel_format=True)
     return container
 
@@ -41,6 +41,12 @@ def stream_fps(stream) -> Fraction:
     return Fraction(rate) if rate else Fraction(25)
 
 
+def start_seconds(stream) -> float:
+    """When the stream's first frame is shown (MPEG-TS, edit lists and Matroska offsets make it non-zero): the
+    origin of every time this library uses — spans, keyframes and frame indices count from the first frame."""
+    return float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+
+
 def duration_seconds(container, stream) -> float:
     """Video duration: the stream's own when stored, else the container's."""
     if stream.duration is not None and stream.time_base is not None:
@@ -51,8 +57,31 @@ def duration_seconds(container, stream) -> float:
 
 
 def keyframe_timestamps(container, stream) -> List[float]:
-    """Presentation times of the video's keyframes, found by demuxing only (no decoding)."""
-    times = sorted(float(p.pts * stream.time_base) for p in container.demux(stream)
+    """Presentation times of the video's keyframes from its first frame, found by demuxing only (no decoding)."""
+    origin = start_seconds(stream)
+    times = sorted(float(p.pts * stream.time_base) - origin for p in container.demux(stream)
                    if p.is_keyframe and p.pts is not None)
     container.seek(0)
     return times
+
+
+def seek_keyframe(container, stream, pts: int) -> None:
+    """Put the demuxer on a keyframe at or before ``pts`` (the stream's time base). Indexed containers (MP4,
+    Matroska) land on one at once; MPEG-TS and other unindexed ones may land on any packet, whose frames the
+    decoder then drops until the next keyframe, so the seek steps back further until a keyframe leads."""
+    first = stream.start_time or 0
+    step = max(1, int(1 / stream.time_base))   # one second, doubled after each miss
+    target = pts
+    while True:
+        container.seek(max(target, first), stream=stream, backward=True)
+        if target <= first or _leads_with_keyframe(container, stream):
+            container.seek(max(target, first), stream=stream, backward=True)
+            return
+        target, step = target - step, 2 * step
+
+
+def _leads_with_keyframe(container, stream) -> bool:
+    for packet in container.demux(stream):
+        if packet.pts is not None:
+            return packet.is_keyframe
+    return True   # nothing after the seek point: nothing to decode wrongly either

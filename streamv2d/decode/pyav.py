@@ -10,7 +10,7 @@ import numpy as np
 from .base import VideoInfo, VideoReader, gather
 from .convert import frame_to_array
 from .geometry import center_crop, scaled_size
-from .media import MediaError, duration_seconds, open_media, stream_fps, video_stream
+from .media import MediaError, duration_seconds, open_media, seek_keyframe, stream_fps, video_stream
 from .sampling import keyframe_runs
 
 
@@ -58,8 +58,7 @@ class PyAVReader(VideoReader):
         decoded: Dict[int, np.ndarray] = {}
         try:
             for run in keyframe_runs(wanted, self._keyframes() if len(wanted) > 1 else []):
-                self._container.seek(self._start + int(run[0] * self._pts_per_frame), stream=self._stream,
-                                     backward=True, any_frame=False)
+                seek_keyframe(self._container, self._stream, self._start + int(run[0] * self._pts_per_frame))
                 keep = set(run)
                 for index, frame in self._frames(keep, run[-1]):
                     if index in keep:

@@ -16,7 +16,8 @@ import av
 from av.video.frame import PictureType
 
 from ..decode.convert import frame_to_array
-from ..decode.media import MediaError, duration_seconds, keyframe_timestamps, open_media, stream_fps, video_stream
+from ..decode.media import (MediaError, duration_seconds, keyframe_timestamps, open_media, seek_keyframe,
+                            start_seconds, stream_fps, video_stream)
 from ..sample import Sample
 from .audio import PREROLL, AudioEncoder, SpanTrim, layout_for
 from .base import Subsampler
@@ -306,7 +307,8 @@ class Transcode(Subsampler):
         video = container.streams.video[0]
         source_rate = stream_fps(video)
         rate = Fraction(self.fps.rate).limit_denominator(1001) if self.fps else source_rate
-        start, end = (span[0], span[1]) if span else (0.0, None)
+        origin = start_seconds(video)   # spans count from the first frame; packet times from the stream's clock
+        start, end = (origin + span[0], origin + span[1]) if span else (origin, None)
         selector = FrameSelector.for_stream(video, start, end, rate)
         audio = container.streams.audio[0] if container.streams.audio and self.encode.audio != "none" else None
         out = io.BytesIO()
@@ -373,7 +375,7 @@ def reduced_frames(container, video, rate: Fraction, width: int, fmt: str = "rgb
     """Whole-video frames at ``rate``, downscaled to ``width`` (aspect kept), as numpy arrays; for analysis."""
     cc = video.codec_context
     height = max(2, _even(cc.height * width / cc.width))
-    selector = FrameSelector.for_stream(video, 0.0, None, rate)
+    selector = FrameSelector.for_stream(video, start_seconds(video), None, rate)
     for frame, _ in decode_selected(container, video, selector, skip=rate < stream_fps(video)):
         yield frame_to_array(frame, fmt, width, height)
 
@@ -477,13 +479,14 @@ class _AudioOut:
 
 
 def _seek(container, stream, start: float) -> None:
-    container.seek(int(start / stream.time_base) if start > 0 else 0, stream=stream, backward=True)
+    seek_keyframe(container, stream, int(start / stream.time_base))
 
 
 def _remux_span(container, span: Span) -> bytes:
     """Stream-copy the packets of a keyframe-aligned ``span``: no decoding, no re-encoding."""
     video = container.streams.video[0]
     streams = [video] + list(container.streams.audio[:1])
+    span = [start_seconds(video) + t for t in span]
     _seek(container, video, span[0])
     out = io.BytesIO()
     with av.open(out, mode="w", format="mp4") as oc:
