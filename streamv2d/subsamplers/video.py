@@ -21,7 +21,7 @@ from ..decode.media import (MediaError, duration_seconds, keyframe_timestamps, o
 from ..sample import Sample
 from .audio import PREROLL, AudioEncoder, SpanTrim, layout_for
 from .base import Subsampler
-from .probe import media_bytes
+from .probe import Probe, media_bytes, probe_container, set_pixel_format
 
 Span = List[float]
 #: audio encoder and rate for containers that cannot take AAC
@@ -81,7 +81,13 @@ class Resolution(VideoOp):
                 factor = min(bw / w, bh / h)
             else:
                 factor = bh / h
-            w, h = max(2, _even(w * factor)), max(2, _even(h * factor))
+            sw, sh = max(2, _even(w * factor)), max(2, _even(h * factor))
+            if "crop" in self.mode and (sw > bw or sh > bh):
+                # the same picture cropped first: the scaler then reads and writes only what is kept
+                cw, ch = min(sw, bw), min(sh, bh)
+                filters.append(("crop", f"{min(w, _even(cw / factor))}:{min(h, _even(ch / factor))}"))
+                sw, sh = cw, ch
+            w, h = sw, sh
             filters.append(("scale", f"{w}:{h}"))
         if "crop" in self.mode and (w > bw or h > bh):
             w, h = min(w, bw), min(h, bh)
@@ -276,8 +282,9 @@ class FrameSelector:
 class Transcode(Subsampler):
     """A fused group of video ops: one in-memory decode → filter graph → encode per span (or the whole video)."""
 
-    def __init__(self, ops: Sequence[VideoOp]) -> None:
+    def __init__(self, ops: Sequence[VideoOp], probe: Optional[Probe] = None) -> None:
         self.ops = list(ops)
+        self.probe = probe   # a Probe fused in front (compile_chain): one open serves both
         self.clip = next((op for op in ops if isinstance(op, Clip)), None)
         self.fps = next((op for op in reversed(ops) if isinstance(op, FPS)), None)
         self.resolutions = [op for op in ops if isinstance(op, Resolution)]
@@ -292,18 +299,23 @@ class Transcode(Subsampler):
         ext, data = media_bytes(sample)
         with open_media(data) as container:
             video_stream(container)
+            meta = None
+            if self.probe is not None:
+                meta = probe_container(container, len(data), self.probe.keyframes)
+                sample.setdefault("json", {})["video_metadata"] = meta
             if self.clip is None:
                 sample.pop(ext)
-                sample[self.encode.container] = self._encode(container, None)
+                sample[self.encode.container] = self._encode(container, None, meta)
                 return sample
             spans = self.clip.spans_in(sample, container)
             if self.remux:
                 outputs, out_ext = [_remux_span(container, span) for span in spans], ext
             else:
-                outputs, out_ext = [self._encode(container, span) for span in spans], self.encode.container
+                outputs, out_ext = [self._encode(container, span, meta) for span in spans], self.encode.container
         return clip_samples(sample, ext, spans, [{out_ext: o} for o in outputs])
 
-    def _encode(self, container, span: Optional[Span]) -> bytes:
+    def _encode(self, container, span: Optional[Span], meta: Optional[Dict[str, Any]] = None) -> bytes:
+        """One output video; a fused Probe's ``meta`` gets the pixel format the first decoded frame tells."""
         video = container.streams.video[0]
         source_rate = stream_fps(video)
         rate = Fraction(self.fps.rate).limit_denominator(1001) if self.fps else source_rate
@@ -321,6 +333,8 @@ class Transcode(Subsampler):
                 sink.write(frame, slots)
             if sink.count == 0:
                 raise MediaError(f"no frames decoded in span {span}")
+            if meta is not None and meta["pix_fmt"] is None:
+                set_pixel_format(meta, sink.source_format)
             sink.flush()
             if audio_out is not None:
                 audio_out.flush()
@@ -407,6 +421,7 @@ class VideoSink:
 
     def _configure(self, frame) -> av.filter.Graph:
         """The graph, built for the first frame's pixel format (opening skipped the decoding that tells it)."""
+        self.source_format = frame.format.name
         graph = av.filter.Graph()
         nodes = [graph.add_buffer(width=frame.width, height=frame.height, format=frame.format,
                                   time_base=self.source_time_base)]
