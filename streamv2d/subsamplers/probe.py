@@ -30,8 +30,8 @@ def set_pixel_format(meta: Dict[str, Any], name: str) -> None:
 
 
 def probe_container(container, size: int, keyframes: bool = False) -> Dict[str, Any]:
-    """:func:`probe` of an open container of ``size`` bytes; pixel formats are None unless it was opened with
-    ``pixel_format=True`` (then :func:`set_pixel_format` fills it from a decoded frame)."""
+    """:func:`probe` of an open container of ``size`` bytes. Opened without ``pixel_format=True``, its pixel
+    formats are None until :func:`set_pixel_format` fills them from a decoded frame."""
     video = video_stream(container)
     cc = video.codec_context
     fps = stream_fps(video)

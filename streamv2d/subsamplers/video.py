@@ -326,10 +326,10 @@ class Transcode(Subsampler):
         out = io.BytesIO()
         with av.open(out, mode="w", format=self.encode.container) as oc:
             sink = VideoSink(oc, video, rate, self.resolutions, self.encode)
-            audio_out = _AudioOut(oc, audio, self.encode, start) if audio is not None else None
+            audio_out = _AudioOut(oc, audio, self.encode, start, end) if audio is not None else None
             skip = self.fps is not None and self.fps.skip_nonref and rate < source_rate
             _seek(container, video, start)
-            for frame, slots in decode_selected(container, video, selector, skip, audio_out, end):
+            for frame, slots in decode_selected(container, video, selector, skip, audio_out):
                 sink.write(frame, slots)
             if sink.count == 0:
                 raise MediaError(f"no frames decoded in span {span}")
@@ -341,8 +341,8 @@ class Transcode(Subsampler):
         return out.getvalue()
 
 
-def decode_selected(container, video, selector: FrameSelector, skip: bool, audio_out=None,
-                    end: Optional[float] = None) -> Iterator[Tuple[Any, range]]:
+def decode_selected(container, video, selector: FrameSelector, skip: bool,
+                    audio_out: Optional["_AudioOut"] = None) -> Iterator[Tuple[Any, range]]:
     """Decode from the current position, yielding (frame, output slots) for frames the selector wants.
 
     With ``skip``, non-reference packets whose pts no slot wants are not decoded (switched per packet: a whole-run
@@ -354,7 +354,7 @@ def decode_selected(container, video, selector: FrameSelector, skip: bool, audio
     try:
         for packet in container.demux(*streams):
             if packet.stream is not video:
-                if audio_out.add(packet, end) and video_done:
+                if audio_out.add(packet) and video_done:
                     return
                 continue
             if video_done:
@@ -453,8 +453,8 @@ class _AudioOut:
     at or after the span's start to the last starting before its end), or decoded, cut to the span to the sample
     (:class:`SpanTrim`, after up to ``PREROLL`` s of warm-up decoding) and re-encoded (AAC; Opus in WebM)."""
 
-    def __init__(self, oc, source, encode: Encode, start: float) -> None:
-        self.oc, self.source = oc, source
+    def __init__(self, oc, source, encode: Encode, start: float, end: Optional[float]) -> None:
+        self.oc, self.source, self.end = oc, source, end
         self.copy = encode.audio == "copy" and source.codec_context.name in oc.supported_codecs
         self.offset = int(round(start / source.time_base))
         self.start = start
@@ -464,14 +464,14 @@ class _AudioOut:
             cc = source.codec_context
             codec, rate = CONTAINER_AUDIO.get(encode.container, ("aac", cc.sample_rate))
             self.encoder = AudioEncoder(oc, codec, rate, layout_for(None, cc.channels))
-            self.trim = SpanTrim(start)
+            self.trim = SpanTrim(start, end)
 
-    def add(self, packet, end: Optional[float]) -> bool:
+    def add(self, packet) -> bool:
         """Route one packet; True once the span's audio is complete."""
         if packet.pts is None:
             return packet.size == 0
         t = float(packet.pts * self.source.time_base)
-        if end is not None and t >= end:
+        if self.end is not None and t >= self.end:
             return True
         if self.copy:
             if t >= self.start:
@@ -482,7 +482,6 @@ class _AudioOut:
             return False
         if t + float((packet.duration or 0) * self.source.time_base) < self.start - PREROLL:
             return False
-        self.trim.end = end
         for frame in self.source.decode(packet):
             for part in self.trim(frame)[0]:
                 self.encoder.encode(part)
