@@ -176,3 +176,29 @@ def test_gop_jumps_are_exact_and_reader_reusable(bframes, jump_gops):
         assert reader._keyframes() == (keyframe_indices(bframes) if jump_gops else [])
         for indices in ([1, 13, 26, 50], [0, 11, 12, 59], [3, 4]):
             np.testing.assert_array_equal(reader.read(indices), np.stack([full[i] for i in indices]))
+
+
+class _CountingContainer:
+    """A container proxy recording the pts of every packet demuxed through it."""
+
+    def __init__(self, container) -> None:
+        self._container, self.demuxed = container, []
+
+    def __getattr__(self, name):
+        return getattr(self._container, name)
+
+    def demux(self, *streams):
+        for packet in self._container.demux(*streams):
+            self.demuxed.append(packet.pts)
+            yield packet
+
+
+def test_decoder_is_drained_once_the_last_wanted_packet_is_in(bframes):
+    """No packet after the last wanted one is demuxed: its frame is drained out, not pushed out by more decoding."""
+    full = full_decode(bframes)
+    with PyAVReader(bframes, jump_gops=False) as reader:
+        counting = reader._container = _CountingContainer(reader._container)
+        for indices in ([1, 2, 5], [26, 31], [40, 41, 42, 43]):
+            counting.demuxed.clear()
+            np.testing.assert_array_equal(reader.read(indices), np.stack([full[i] for i in indices]))
+            assert reader._index(counting.demuxed[-1]) in indices

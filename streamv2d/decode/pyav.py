@@ -1,6 +1,7 @@
 """PyAV backend: seek to the keyframe before the first wanted frame, then decode sequentially, keeping only
-wanted frames, skipping non-reference packets nobody wants, and stopping after the last wanted one; when a
-keyframe lies between two wanted frames, seek to it instead of decoding the rest of the GOP."""
+wanted frames, skipping non-reference packets nobody wants, and draining the decoder once the last wanted
+packet is in; when a keyframe lies between two wanted frames, seek to it instead of decoding the rest of the
+GOP."""
 from __future__ import annotations
 
 from typing import Dict, Optional, Sequence
@@ -69,19 +70,32 @@ class PyAVReader(VideoReader):
         return gather(decoded, indices)
 
     def _frames(self, wanted: "set[int]", last: int):
-        """(index, frame) in presentation order until frame ``last`` has been seen."""
+        """(index, frame) in presentation order until frame ``last`` has been seen. Once every wanted frame's
+        packet is in, the decoder is drained instead of being fed the further packets its B-frame reorder delay
+        waits for (often a P-frame, decoded for nothing)."""
         context = self._stream.codec_context
-        for packet in self._container.demux(self._stream):
-            if self._skip_nonref:
-                keep = packet.pts is None or self._index(packet.pts) in wanted
-                context.skip_frame = "DEFAULT" if keep else "NONREF"
-            for frame in context.decode(packet):
-                if frame.pts is None:
-                    continue
-                index = self._index(frame.pts)
-                yield index, frame
-                if index >= last:
+        unsent, drained = set(wanted), False
+        try:
+            for packet in self._container.demux(self._stream):
+                position = None if packet.pts is None else self._index(packet.pts)
+                if self._skip_nonref:
+                    context.skip_frame = "DEFAULT" if position is None or position in wanted else "NONREF"
+                unsent.discard(position)
+                frames = context.decode(packet)
+                if not unsent and packet.size:
+                    frames, drained = frames + context.decode(None), True
+                for frame in frames:
+                    if frame.pts is None:
+                        continue
+                    index = self._index(frame.pts)
+                    yield index, frame
+                    if index >= last:
+                        return
+                if drained:
                     return
+        finally:
+            if drained:
+                context.flush_buffers()   # a drained decoder takes packets again only after a flush
 
     def close(self) -> None:
         self._container.close()
