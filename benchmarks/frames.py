@@ -1,6 +1,6 @@
 """Training reads through ``DataLoader(num_workers=2)``: streamv2d ``Frames`` against a plain loader, same run.
 
-    python benchmarks/frames.py [--repeats 3] [--rows 96] [--batch-size 8]
+    python benchmarks/frames.py [--repeats 3] [--rows 96] [--batch-size 8] [--corpus synthetic|real|real-flat-b]
 
 (a) on the fly: a csv of URLs of 10-s H.264 originals on a ``LoopbackServer`` → 8 frames uniform, 224².
 (b) from WebDataset shards of 224², 5 fps clips (made here with PyAV) → 8 frames uniform.
@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from decoders import bench_corpus  # noqa: E402
+from decoders import CORPORA, named_corpus  # noqa: E402
 from streamv2d import VideoDataset  # noqa: E402
 from streamv2d.demo import LoopbackServer  # noqa: E402
 from streamv2d.subsamplers import FPS, Encode, Frames, Resolution, compile_chain, run_chain  # noqa: E402
@@ -153,21 +153,22 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=12, help="distinct 10-s originals")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--fetch-threads", type=int, default=4)
-    parser.add_argument("--cache", default="/tmp/streamv2d-bench2")
+    parser.add_argument("--corpus", choices=CORPORA, default="synthetic",
+                        help="originals: synthetic (panning texture) or materialize.py's real footage")
     parser.add_argument("--only", choices=["a", "b"])
     parser.add_argument("--latency", type=float, default=0.0,
                         help="seconds the server waits before each response in (a), like a remote CDN")
     args = parser.parse_args()
-    originals = bench_corpus(args.cache, args.videos)
+    cache, originals = named_corpus(args.corpus, args.videos)
     names = sorted(originals)
     frames = Frames(num_frames=NUM_FRAMES, size=SIZE)
     loader = lambda ds, **kw: DataLoader(ds, batch_size=None, num_workers=2, **kw)  # noqa: E731
 
     if args.only in (None, "a"):
-        with LoopbackServer(args.cache) as server:
+        with LoopbackServer(cache) as server:
             route = f"slow/{args.latency:g}" if args.latency else "videos"
             urls = [server.url(f"{route}/{names[i % len(names)]}") for i in range(args.rows)]
-            table = os.path.join(args.cache, "urls.csv")
+            table = os.path.join(cache, "urls.csv")
             with open(table, "w", newline="") as f:
                 csv.writer(f).writerows([["url"]] + [[u] for u in urls])
             per_shard = args.rows // 4
@@ -183,7 +184,7 @@ def main() -> None:
             }, args.repeats)
 
     if args.only in (None, "b"):
-        pattern = make_clip_shards(originals, os.path.join(args.cache, f"job-shards{args.rows}"), args.rows)
+        pattern = make_clip_shards(originals, os.path.join(cache, f"job-shards{args.rows}"), args.rows)
         compare("(b) shards of 224², 5 fps clips → 8 frames", {
             "plain": lambda: loader(plain_shard_loader(pattern)),
             f"streamv2d batch={args.batch_size}": lambda: loader(VideoDataset(
