@@ -35,8 +35,23 @@ def layout_for(channels: Optional[int], source_channels: int) -> str:
     return "mono" if count == 1 else "stereo"
 
 
+#: muxers of the MP4 family: they carry the start trim (edit list) but FFmpeg's reader keeps the last frame whole
+MOV_FORMATS = frozenset({"mp4", "mov", "ipod", "3gp", "3g2", "psp", "ismv", "f4v"})
+
+#: samples per frame of FFmpeg's AAC encoder (AAC-LC; its context reports it only once opened by the first frame)
+AAC_FRAME = 1024
+
+
 class AudioEncoder:
-    """An output audio stream fed decoded frames; PyAV resamples them to the encoder's rate and layout."""
+    """An output audio stream fed decoded frames; PyAV resamples them to the encoder's rate and layout.
+
+    AAC in MP4 decodes to exactly the samples fed. FFmpeg's MP4 reader honours the edit list's start (priming →
+    skip_samples) but not its end: ``mov_fix_index`` keeps the frame straddling the edit's end whole and no discard
+    padding is exported, so the encoder's zero padding of its last 1024-sample frame would be decoded. Here the
+    frames are resampled and held until :meth:`flush`, then led by just enough silence to make a whole number of
+    frames, marked with the priming in the edit list's start (which every reader honours); the movie timescale is
+    the sample rate, so the edit list's duration (the stream's duration) is exact too. Cost: the span's audio is
+    held in memory until flush, as float at the output rate (384 kB/s at 48 kHz stereo)."""
 
     def __init__(self, container, codec: str, rate: int, layout: str, bitrate: Optional[int] = None) -> None:
         self.container = container
@@ -44,16 +59,37 @@ class AudioEncoder:
         if bitrate:
             self.stream.bit_rate = bitrate
         self.position = 0  # samples sent, at the input rate
+        self.held: Optional[List[object]] = None  # resampled frames awaiting their leading silence
+        if codec == "aac" and container.format.name in MOV_FORMATS:
+            self.held = []
+            self.resampler = av.AudioResampler(format=self.stream.format, layout=layout, rate=rate)
+            container.container_options.setdefault("movie_timescale", str(rate))
 
     def encode(self, frame) -> None:
         # renumbered from 0 so clipped audio starts at 0; a real pts (not None) lets the AAC encoder mark its
         # priming samples (negative pts → an MP4 edit list) so decoders drop them
         frame.pts, frame.time_base = self.position, Fraction(1, frame.sample_rate)
         self.position += frame.samples
-        self.container.mux(self.stream.encode(frame))
+        if self.held is None:
+            self.container.mux(self.stream.encode(frame))
+        else:
+            self.held.extend(self.resampler.resample(frame))
 
     def flush(self) -> None:
+        if self.held:
+            self.held.extend(self.resampler.resample(None))
+            self._encode_whole_frames(self.held)
         self.container.mux(self.stream.encode(None))
+
+    def _encode_whole_frames(self, frames: List[object]) -> None:
+        """Encode ``frames`` (at the output rate) after silence at negative pts filling the last codec frame."""
+        lead = -sum(f.samples for f in frames) % AAC_FRAME
+        position = -lead
+        for frame in ([silence_like(frames[0], lead)] if lead else []) + frames:
+            frame.pts, frame.time_base = position, Fraction(1, frame.sample_rate)
+            position += frame.samples
+            self.container.mux(self.stream.encode(frame))
+        self.held = []
 
 
 def _like(frame, samples: np.ndarray):
