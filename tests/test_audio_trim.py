@@ -11,7 +11,7 @@ import pytest
 from streamv2d.decode.media import open_media
 from streamv2d.demo import make_video
 from streamv2d.subsamplers import FPS, Audio, Clip, Encode, compile_chain, run_chain
-from streamv2d.subsamplers.audio import SpanTrim
+from streamv2d.subsamplers.audio import AudioEncoder, SpanTrim, audio_frames
 
 SPAN = [1.03, 2.51]
 AAC_FRAME = 1024
@@ -112,6 +112,24 @@ def test_m4a_decodes_to_the_same_samples_as_wav(noise, span, rate, channels):
     if rate == 48000:
         assert got.shape[1] == round(span[1] * rate) - round(span[0] * rate)
     assert best_lag(got, reference) == 0
+
+
+@pytest.mark.parametrize("hold", [10.0, 0.5])
+def test_aac_longer_than_the_hold_streams_on_and_ends_within_a_frame(noise, hold):
+    """Audio longer than ``hold`` seconds is not held to its end: it streams on and decodes up to one AAC frame
+    long (the encoder's padding), still starting on the span's first sample."""
+    data, pcm = noise
+    out = io.BytesIO()
+    with open_media(data) as source, av.open(out, mode="w", format="mp4") as oc:
+        encoder = AudioEncoder(oc, "aac", 48000, "stereo", hold=hold)
+        for frame in audio_frames(source, source.streams.audio[0], *SPAN):
+            encoder.encode(frame)
+        encoder.flush()
+    got, rate, meta = decoded(out.getvalue())
+    expected = round(SPAN[1] * rate) - round(SPAN[0] * rate)
+    padding = got.shape[1] - expected
+    assert meta == expected and (padding == 0 if hold > SPAN[1] - SPAN[0] else 0 < padding < AAC_FRAME)
+    assert best_lag(got, pcm[:, round(SPAN[0] * rate):] / 32768.0) == 0
 
 
 def test_coarse_container_clock_still_cuts_an_exact_length():
