@@ -41,8 +41,9 @@ MOV_FORMATS = frozenset({"mp4", "mov", "ipod", "3gp", "3g2", "psp", "ismv", "f4v
 #: samples per frame of FFmpeg's AAC encoder (AAC-LC; its context reports it only once opened by the first frame)
 AAC_FRAME = 1024
 
-#: seconds of audio an AAC-in-MP4 :class:`AudioEncoder` holds to end it exactly (115 MB at 48 kHz stereo)
-HOLD_SECONDS = 300.0
+#: seconds of audio an AAC-in-MP4 :class:`AudioEncoder` holds to end it exactly (23 MB at 48 kHz stereo): clips
+#: are exact; a longer track streams on past it and decodes < 1 AAC frame long
+HOLD_SECONDS = 60.0
 
 
 class AudioEncoder:
