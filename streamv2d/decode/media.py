@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 from fractions import Fraction
-from typing import List
+from typing import List, Optional
 
 import av
 
@@ -48,12 +48,37 @@ def start_seconds(stream) -> float:
 
 
 def duration_seconds(container, stream) -> float:
-    """Video duration: the stream's own when stored, else the container's."""
+    """Video duration from the first frame to the end of the last, as every time here counts from the first frame.
+
+    The stream's own duration when stored (MP4, MPEG-TS: libav measures it from the first frame). Matroska/WebM
+    store none, and their segment Duration cannot stand in: FFmpeg's muxer writes the end time (so a file whose
+    clock starts at 1.4 s would seem 1.4 s longer), mkvmerge's the length, live WebM none; so the end is read off
+    the packets after the last keyframe instead (an index seek and a GOP demuxed, nothing decoded)."""
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
+    end = _end_pts(container, stream)
+    if end is not None:
+        return float((end - (stream.start_time or 0)) * stream.time_base)
     if container.duration is not None:
-        return container.duration / av.time_base
+        return container.duration / av.time_base   # libav's end − start for demuxers that cannot seek
     raise MediaError("unknown duration")
+
+
+def _end_pts(container, stream) -> Optional[int]:
+    """When the stream's last frame ends (its time base), from the packets after its last keyframe; None when
+    the container cannot seek there. Leaves the demuxer back at the start."""
+    frame = max(1, round(1 / (stream_fps(stream) * stream.time_base)))   # for packets that carry no duration
+    try:
+        container.seek(_FAR, stream=stream, backward=True)
+        end = max((p.pts + (p.duration or frame) for p in container.demux(stream) if p.pts is not None),
+                  default=None)
+        container.seek(0)
+    except av.FFmpegError:
+        return None
+    return end
+
+
+_FAR = 1 << 62   # a seek target past any end: demuxers land on the last keyframe
 
 
 def keyframe_timestamps(container, stream) -> List[float]:
