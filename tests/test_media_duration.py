@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import struct
 from fractions import Fraction
+from typing import Optional
 
 import av
 import numpy as np
@@ -13,28 +14,31 @@ import pytest
 from streamv2d.decode.media import duration_seconds, open_media, start_seconds, video_stream
 from streamv2d.decode.pyav import PyAVReader
 from streamv2d.demo.synth import encode_video
-from streamv2d.subsamplers import Clip, Frames, MediaError, probe
+from streamv2d.subsamplers import Clip, Frames, MediaError, compile_chain, probe, run_chain
 
 FPS, FRAMES, OFFSET = 10, 20, 1.4   # 2 s of video whose first frame is shown at 1.4 s
 SECONDS, FRAME = FRAMES / FPS, 1 / FPS
+RED_STEP = 12   # frame i is red 12 * i: frames tell their index
 
 
 def frames(count: int = FRAMES):
     for i in range(count):
         img = np.zeros((48, 64, 3), np.uint8)
-        img[..., 0], img[..., 1] = 12 * i % 256, np.arange(64, dtype=np.uint8)
+        img[..., 0], img[..., 1] = RED_STEP * i % 256, np.arange(64, dtype=np.uint8)
         yield img
 
 
-def shifted(data: bytes, fmt: str, offset: float) -> bytes:
-    """``data``'s packets remuxed into ``fmt`` with their timestamps moved ``offset`` seconds later."""
+def shifted(data: bytes, fmt: str, offset: float, audio_offset: Optional[float] = None) -> bytes:
+    """``data``'s packets remuxed into ``fmt`` with their timestamps moved ``offset`` seconds later (audio's
+    ``audio_offset`` seconds when given)."""
     out = io.BytesIO()
     with av.open(io.BytesIO(data)) as src, av.open(out, "w", format=fmt) as dst:
         streams = {s.index: dst.add_stream_from_template(s) for s in src.streams}
         for packet in src.demux():
             if packet.dts is None and packet.pts is None:
                 continue   # the demuxer's end-of-stream packet
-            shift = round(Fraction(offset).limit_denominator(1000) / packet.time_base)
+            moved = audio_offset if packet.stream.type == "audio" and audio_offset is not None else offset
+            shift = round(Fraction(moved).limit_denominator(1000) / packet.time_base)
             packet.pts = None if packet.pts is None else packet.pts + shift
             packet.dts = None if packet.dts is None else packet.dts + shift
             packet.stream = streams[packet.stream.index]
@@ -43,28 +47,30 @@ def shifted(data: bytes, fmt: str, offset: float) -> bytes:
 
 
 H264_BFRAMES = {"preset": "veryfast", "crf": "30"}   # B-frames: MP4 then needs an edit list for the reorder delay
-CASES = {
-    "mp4": ("mp4", "libx264", H264_BFRAMES, "mp4", 0.0),
-    "mp4-edit-list": ("mp4", "libx264", H264_BFRAMES, "mp4", OFFSET),
-    "mpegts": ("mp4", "libx264", None, "mpegts", OFFSET),
-    "mkv": ("mp4", "libx264", H264_BFRAMES, "matroska", 0.0),
-    "mkv-late": ("mp4", "libx264", H264_BFRAMES, "matroska", OFFSET),
-    "webm-vp8-late": ("webm", "libvpx", None, "webm", OFFSET),
+CASES = {   # name: source container, codec, encoder options, remuxed into, video offset, audio offset (None: no audio)
+    "mp4": ("mp4", "libx264", H264_BFRAMES, "mp4", 0.0, None),
+    "mp4-edit-list": ("mp4", "libx264", H264_BFRAMES, "mp4", OFFSET, None),
+    "mpegts": ("mp4", "libx264", None, "mpegts", OFFSET, OFFSET - 0.5),
+    "mkv": ("mp4", "libx264", H264_BFRAMES, "matroska", 0.0, None),
+    "mkv-late": ("mp4", "libx264", H264_BFRAMES, "matroska", OFFSET, None),
+    "mkv-late-audio-earlier": ("mp4", "libx264", H264_BFRAMES, "matroska", OFFSET, OFFSET - 0.5),
+    "webm-vp8-late": ("webm", "libvpx", None, "webm", OFFSET, None),
 }
 
 
 @pytest.fixture(scope="module")
 def videos():
     made = {}
-    for name, (source, codec, options, fmt, offset) in CASES.items():
-        data = encode_video(frames(), FPS, container=source, codec=codec, options=options, gop=8)
-        made[name] = shifted(data, fmt, offset)
+    for name, (source, codec, options, fmt, offset, audio_offset) in CASES.items():
+        data = encode_video(frames(), FPS, container=source, codec=codec, options=options, gop=8,
+                            audio_seconds=0.0 if audio_offset is None else SECONDS)
+        made[name] = shifted(data, fmt, offset, audio_offset)
     return made
 
 
 @pytest.fixture(scope="module")
 def late_mkv(videos) -> bytes:
-    return videos["mkv-late"]
+    return videos["mkv-late-audio-earlier"]
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -125,7 +131,11 @@ def sample_of(data: bytes, **meta) -> dict:
 
 def test_frames_span_accepted_to_the_real_end_and_refused_past_it(late_mkv):
     out = Frames(num_frames=4, size=None, backend="pyav")(sample_of(late_mkv, span=[1.0, SECONDS]))
-    assert out["json"]["frames"]["indices"][-1] < FRAMES
+    indices = out["json"]["frames"]["indices"]
+    assert indices[0] >= FPS and indices[-1] < FRAMES
+    with av.open(io.BytesIO(late_mkv)) as container:   # the video's own first frame is frame 0, not audio's start
+        reference = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert np.array_equal(out["frames"].numpy(), np.stack([reference[i] for i in indices]))
     with pytest.raises(MediaError, match="beyond"):
         Frames(num_frames=4, size=None, backend="pyav")(sample_of(late_mkv, span=[1.0, SECONDS + OFFSET / 2]))
 
@@ -137,3 +147,13 @@ def test_clip_spans_accepted_to_the_real_end_and_refused_past_it(late_mkv):
             Clip().spans_in(sample_of(late_mkv, clips=[[1.0, SECONDS + OFFSET / 2]]), container)
         window = Clip(window=0.5).spans_in(sample_of(late_mkv), container)
     assert window[-1][1] == pytest.approx(SECONDS, abs=FRAME)
+
+
+def test_transcoded_last_clip_holds_the_last_frames(late_mkv):
+    [clip] = run_chain(sample_of(late_mkv, clips=[[1.5, SECONDS]]), compile_chain([Clip()]))
+    assert clip["json"]["status"] == "success", clip["json"].get("error_message")
+    with open_media(clip["mp4"]) as container:
+        red = [f.to_ndarray(format="rgb24")[..., 0].mean() for f in container.decode(video=0)]
+    first = round(1.5 * FPS)
+    assert len(red) == FRAMES - first
+    assert red[0] == pytest.approx(RED_STEP * first, abs=RED_STEP / 2)   # frame 15 of the video, not of audio's clock

@@ -23,7 +23,8 @@ def open_media(data: bytes, pixel_format: bool = False) -> "av.container.InputCo
         container = av.open(io.BytesIO(data), mode="r", options=None if pixel_format else {"skip_frame": "all"})
     except (av.FFmpegError, UnicodeDecodeError) as exc:
         raise MediaError(f"undecodable media: {exc}") from exc
-    if not pixel_format and any(s.codec_context.width == 0 or s.start_time is None for s in container.streams.video):
+    if not pixel_format and any(s.codec_context.width == 0 or s.start_time is None or _timed_by_container(container, s)
+                                for s in container.streams.video):
         container.close()   # frame size or start time (Matroska) only decoding tells: probe the usual way
         return open_media(data, pixel_format=True)
     return container
@@ -54,7 +55,7 @@ def duration_seconds(container, stream) -> float:
     store none, and their segment Duration cannot stand in: FFmpeg's muxer writes the end time (so a file whose
     clock starts at 1.4 s would seem 1.4 s longer), mkvmerge's the length, live WebM none; so the end is read off
     the packets after the last keyframe instead (an index seek and a GOP demuxed, nothing decoded)."""
-    if stream.duration is not None and stream.time_base is not None:
+    if stream.duration is not None and stream.time_base is not None and not _timed_by_container(container, stream):
         return float(stream.duration * stream.time_base)
     end = _end_pts(container, stream)
     if end is not None:
@@ -62,6 +63,13 @@ def duration_seconds(container, stream) -> float:
     if container.duration is not None:
         return container.duration / av.time_base   # libav's end − start for demuxers that cannot seek
     raise MediaError("unknown duration")
+
+
+def _timed_by_container(container, stream) -> bool:
+    """Whether the stream's start and duration are libav's copies of the container's, not its own: Matroska
+    stores neither per stream, so a stream libav could not time unopened (B-frame video, frames not decoded)
+    gets the segment's Duration (its end time) and the earliest other stream's start (often audio's, earlier)."""
+    return stream.duration is not None and "matroska" in container.format.name.split(",")
 
 
 def _end_pts(container, stream) -> Optional[int]:
