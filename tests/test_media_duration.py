@@ -18,6 +18,7 @@ from streamv2d.subsamplers import Clip, Frames, MediaError, compile_chain, probe
 
 FPS, FRAMES, OFFSET = 10, 20, 1.4   # 2 s of video whose first frame is shown at 1.4 s
 SECONDS, FRAME = FRAMES / FPS, 1 / FPS
+AAC_PRIMING = 1024 / 44100   # the AAC encoder's first packet leads the audio by 1024 samples
 RED_STEP = 12   # frame i is red 12 * i: frames tell their index
 
 
@@ -38,7 +39,7 @@ def shifted(data: bytes, fmt: str, offset: float, audio_offset: Optional[float] 
             if packet.dts is None and packet.pts is None:
                 continue   # the demuxer's end-of-stream packet
             moved = audio_offset if packet.stream.type == "audio" and audio_offset is not None else offset
-            shift = round(Fraction(moved).limit_denominator(1000) / packet.time_base)
+            shift = round(Fraction(moved) / packet.time_base)
             packet.pts = None if packet.pts is None else packet.pts + shift
             packet.dts = None if packet.dts is None else packet.dts + shift
             packet.stream = streams[packet.stream.index]
@@ -54,6 +55,7 @@ CASES = {   # name: source container, codec, encoder options, remuxed into, vide
     "mkv": ("mp4", "libx264", H264_BFRAMES, "matroska", 0.0, None),
     "mkv-late": ("mp4", "libx264", H264_BFRAMES, "matroska", OFFSET, None),
     "mkv-late-audio-earlier": ("mp4", "libx264", H264_BFRAMES, "matroska", OFFSET, OFFSET - 0.5),
+    "mkv-late-audio-along": ("mp4", "libx264", H264_BFRAMES, "matroska", OFFSET, OFFSET + AAC_PRIMING),
     "webm-vp8-late": ("webm", "libvpx", None, "webm", OFFSET, None),
 }
 
@@ -91,6 +93,16 @@ def test_frame_count_and_probe_duration(videos, name):
     assert meta["duration"] == pytest.approx(SECONDS, abs=FRAME)
     assert meta["format"]["duration"] == pytest.approx(SECONDS, abs=FRAME)
     assert abs(meta["frame_count"] - FRAMES) <= 1
+
+
+@pytest.mark.parametrize("name, reopened", [("mkv-late-audio-earlier", True), ("mkv-late-audio-along", False)])
+def test_matroska_start_copied_from_the_audio_is_checked(videos, name, reopened):
+    """B-frame video opened without decoding gets the audio's start from libav: kept when its first packet
+    agrees (the quick open stands: no pixel format known), else the media is reopened with decoding."""
+    with open_media(videos[name]) as container:
+        stream = video_stream(container)
+        assert start_seconds(stream) == pytest.approx(OFFSET, abs=FRAME)
+        assert (stream.codec_context.format is not None) == reopened
 
 
 def test_measuring_the_end_leaves_the_demuxer_at_the_start(late_mkv):

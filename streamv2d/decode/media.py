@@ -23,7 +23,7 @@ def open_media(data: bytes, pixel_format: bool = False) -> "av.container.InputCo
         container = av.open(io.BytesIO(data), mode="r", options=None if pixel_format else {"skip_frame": "all"})
     except (av.FFmpegError, UnicodeDecodeError) as exc:
         raise MediaError(f"undecodable media: {exc}") from exc
-    if not pixel_format and any(s.codec_context.width == 0 or s.start_time is None or _timed_by_container(container, s)
+    if not pixel_format and any(s.codec_context.width == 0 or s.start_time is None or _misdated(container, s)
                                 for s in container.streams.video):
         container.close()   # frame size or start time (Matroska) only decoding tells: probe the usual way
         return open_media(data, pixel_format=True)
@@ -72,6 +72,24 @@ def _timed_by_container(container, stream) -> bool:
     return stream.duration is not None and "matroska" in container.format.name.split(",")
 
 
+def _misdated(container, stream) -> bool:
+    """Whether the stream's start is a copy of the container's that its first packet contradicts (video that
+    starts after the audio); a right copy spares the reopening, whose decoding costs ~10× the quick open."""
+    if not _timed_by_container(container, stream):
+        return False
+    try:
+        packets = container.demux(stream)
+        first = next((p.pts for p in packets if p.pts is not None), None)
+        packets.close()
+        container.seek(0)
+    except av.FFmpegError:
+        return True   # the decoding open will tell, or name the damage
+    return first != stream.start_time
+
+
+_FAR = 1 << 62   # a seek target past any end: demuxers land on the last keyframe
+
+
 def _end_pts(container, stream) -> Optional[int]:
     """When the stream's last frame ends (its time base), from the packets after its last keyframe; None when
     the container cannot seek there. Leaves the demuxer back at the start."""
@@ -84,9 +102,6 @@ def _end_pts(container, stream) -> Optional[int]:
     except av.FFmpegError:
         return None
     return end
-
-
-_FAR = 1 << 62   # a seek target past any end: demuxers land on the last keyframe
 
 
 def keyframe_timestamps(container, stream) -> List[float]:
