@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 from fractions import Fraction
-from typing import List
+from typing import List, Optional
 
 import av
 
@@ -23,7 +23,8 @@ def open_media(data: bytes, pixel_format: bool = False) -> "av.container.InputCo
         container = av.open(io.BytesIO(data), mode="r", options=None if pixel_format else {"skip_frame": "all"})
     except (av.FFmpegError, UnicodeDecodeError) as exc:
         raise MediaError(f"undecodable media: {exc}") from exc
-    if not pixel_format and any(s.codec_context.width == 0 or s.start_time is None for s in container.streams.video):
+    if not pixel_format and any(s.codec_context.width == 0 or s.start_time is None or _misdated(container, s)
+                                for s in container.streams.video):
         container.close()   # frame size or start time (Matroska) only decoding tells: probe the usual way
         return open_media(data, pixel_format=True)
     return container
@@ -48,12 +49,59 @@ def start_seconds(stream) -> float:
 
 
 def duration_seconds(container, stream) -> float:
-    """Video duration: the stream's own when stored, else the container's."""
-    if stream.duration is not None and stream.time_base is not None:
+    """Video duration from the first frame to the end of the last, as every time here counts from the first frame.
+
+    The stream's own duration when stored (MP4, MPEG-TS: libav measures it from the first frame). Matroska/WebM
+    store none, and their segment Duration cannot stand in: FFmpeg's muxer writes the end time (so a file whose
+    clock starts at 1.4 s would seem 1.4 s longer), mkvmerge's the length, live WebM none; so the end is read off
+    the packets after the last keyframe instead (an index seek and a GOP demuxed, nothing decoded)."""
+    if stream.duration is not None and stream.time_base is not None and not _timed_by_container(container, stream):
         return float(stream.duration * stream.time_base)
+    end = _end_pts(container, stream)
+    if end is not None:
+        return float((end - (stream.start_time or 0)) * stream.time_base)
     if container.duration is not None:
-        return container.duration / av.time_base
+        return container.duration / av.time_base   # libav's end − start for demuxers that cannot seek
     raise MediaError("unknown duration")
+
+
+def _timed_by_container(container, stream) -> bool:
+    """Whether the stream's start and duration are libav's copies of the container's, not its own: Matroska
+    stores neither per stream, so a stream libav could not time unopened (B-frame video, frames not decoded)
+    gets the segment's Duration (its end time) and the earliest other stream's start (often audio's, earlier)."""
+    return stream.duration is not None and "matroska" in container.format.name.split(",")
+
+
+def _misdated(container, stream) -> bool:
+    """Whether the stream's start is a copy of the container's that its first packet contradicts (video that
+    starts after the audio); a right copy spares the reopening, whose decoding costs ~10× the quick open."""
+    if not _timed_by_container(container, stream):
+        return False
+    try:
+        packets = container.demux(stream)
+        first = next((p.pts for p in packets if p.pts is not None), None)
+        packets.close()
+        container.seek(0)
+    except av.FFmpegError:
+        return True   # the decoding open will tell, or name the damage
+    return first != stream.start_time
+
+
+_FAR = 1 << 62   # a seek target past any end: demuxers land on the last keyframe
+
+
+def _end_pts(container, stream) -> Optional[int]:
+    """When the stream's last frame ends (its time base), from the packets after its last keyframe; None when
+    the container cannot seek there. Leaves the demuxer back at the start."""
+    frame = max(1, round(1 / (stream_fps(stream) * stream.time_base)))   # for packets that carry no duration
+    try:
+        container.seek(_FAR, stream=stream, backward=True)
+        end = max((p.pts + (p.duration or frame) for p in container.demux(stream) if p.pts is not None),
+                  default=None)
+        container.seek(0)
+    except av.FFmpegError:
+        return None
+    return end
 
 
 def keyframe_timestamps(container, stream) -> List[float]:
