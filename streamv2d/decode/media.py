@@ -113,6 +113,14 @@ def keyframe_timestamps(container, stream) -> List[float]:
     return times
 
 
+def decode_packet(context, packet, wanted: bool) -> list:
+    """The frames one packet yields; unless ``wanted``, the decoder drops it when it is a non-reference frame
+    (nothing else needs it). Decided per packet: ``skip_frame="NONREF"`` for a whole run drops wanted B-frames too,
+    which gave wrong frames on B-frame files."""
+    context.skip_frame = "DEFAULT" if wanted else "NONREF"
+    return context.decode(packet)
+
+
 def seek_keyframe(container, stream, pts: int) -> None:
     """Put the demuxer on a keyframe at or before ``pts`` (the stream's time base). Indexed containers (MP4,
     Matroska) land on one at once; MPEG-TS and other unindexed ones may land on any packet, whose frames the

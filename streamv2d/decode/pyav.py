@@ -11,7 +11,8 @@ import numpy as np
 from .base import VideoInfo, VideoReader, gather
 from .convert import frame_to_array
 from .geometry import center_crop, scaled_size
-from .media import MediaError, duration_seconds, open_media, seek_keyframe, stream_fps, video_stream
+from .media import (MediaError, decode_packet, duration_seconds, open_media, seek_keyframe, stream_fps,
+                    video_stream)
 from .sampling import keyframe_runs
 
 
@@ -78,10 +79,9 @@ class PyAVReader(VideoReader):
         try:
             for packet in self._container.demux(self._stream):
                 position = None if packet.pts is None else self._index(packet.pts)
-                if self._skip_nonref:
-                    context.skip_frame = "DEFAULT" if position is None or position in wanted else "NONREF"
                 unsent.discard(position)
-                frames = context.decode(packet)
+                keep = not self._skip_nonref or position is None or position in wanted
+                frames = decode_packet(context, packet, keep)
                 if not unsent and packet.size:
                     frames, drained = frames + context.decode(None), True
                 for frame in frames:

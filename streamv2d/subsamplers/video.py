@@ -16,8 +16,8 @@ import av
 from av.video.frame import PictureType
 
 from ..decode.convert import frame_to_array
-from ..decode.media import (MediaError, duration_seconds, keyframe_timestamps, open_media, seek_keyframe,
-                            start_seconds, stream_fps, video_stream)
+from ..decode.media import (MediaError, decode_packet, duration_seconds, keyframe_timestamps, open_media,
+                            seek_keyframe, start_seconds, stream_fps, video_stream)
 from ..sample import Sample
 from .audio import PREROLL, AudioEncoder, SpanTrim, layout_for
 from .base import Subsampler
@@ -345,8 +345,8 @@ def decode_selected(container, video, selector: FrameSelector, skip: bool,
                     audio_out: Optional["_AudioOut"] = None) -> Iterator[Tuple[Any, range]]:
     """Decode from the current position, yielding (frame, output slots) for frames the selector wants.
 
-    With ``skip``, non-reference packets whose pts no slot wants are not decoded (switched per packet: a whole-run
-    ``skip_frame`` returns wrong frames on B-frame files). Audio packets go to ``audio_out`` on the way."""
+    With ``skip``, non-reference packets whose pts no slot wants are not decoded (:func:`decode_packet`). Audio
+    packets go to ``audio_out`` on the way."""
     streams = [video] + ([audio_out.source] if audio_out is not None else [])
     cc = video.codec_context
     durations: Dict[int, Optional[int]] = {}
@@ -361,10 +361,8 @@ def decode_selected(container, video, selector: FrameSelector, skip: bool,
                 continue
             if packet.pts is not None:
                 durations[packet.pts] = packet.duration
-            if skip:
-                wanted = packet.pts is None or len(selector.slots(packet.pts, packet.duration)) > 0
-                cc.skip_frame = "DEFAULT" if wanted else "NONREF"
-            for frame in video.decode(packet):
+            wanted = not skip or packet.pts is None or len(selector.slots(packet.pts, packet.duration)) > 0
+            for frame in decode_packet(cc, packet, wanted):
                 if frame.pts is None:
                     continue
                 if selector.past_end(frame.pts):
