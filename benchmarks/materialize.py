@@ -23,7 +23,7 @@ import tempfile
 import time
 from fractions import Fraction
 from multiprocessing import Pool
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 import av
 import numpy as np
@@ -55,10 +55,12 @@ def _footage(width: int, height: int):
                     yield frame.reformat(width=width, height=height, format="yuv420p")
 
 
-def corpus_video(index: int, seconds: float, fps: int = 30, b_pyramid: str = "normal") -> bytes:
+def corpus_video(index: int, seconds: float, fps: int = 30, b_pyramid: str = "normal",
+                 keyint: Optional[int] = None) -> bytes:
     """Video ``index`` of the corpus: source footage from a per-video offset, looped, scaled, re-encoded.
     ``b_pyramid``: x264's default ``normal`` makes some B-frames references; ``none`` keeps every B-frame
-    non-reference (as many other encoders do), which is what non-reference skipping can drop."""
+    non-reference (as many other encoders do), which is what non-reference skipping can drop. ``keyint``: frames
+    between keyframes at most (x264's default 250, with more at scene cuts; web video often uses ~2 s)."""
     width, height = SIZES[index % len(SIZES)]
     frames = _footage(width, height)
     for _ in range((index * 37) % 382):
@@ -66,7 +68,8 @@ def corpus_video(index: int, seconds: float, fps: int = 30, b_pyramid: str = "no
     buf = io.BytesIO()
     with av.open(buf, mode="w", format="mp4") as out:
         stream = out.add_stream("libx264", rate=fps, options={"preset": "veryfast", "crf": "23",
-                                                                 "b-pyramid": b_pyramid})
+                                                                 "b-pyramid": b_pyramid,
+                                                                 **({"g": str(keyint)} if keyint else {})})
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         audio = out.add_stream("aac", rate=44100, layout="stereo") if index % 3 == 0 else None
         for i in range(int(seconds * fps)):
@@ -91,20 +94,26 @@ def _tone(out, stream, seconds: float, rate: int = 44100) -> None:
 
 
 def _write_video(args) -> str:
-    directory, index, seconds, b_pyramid = args
+    directory, index, seconds, b_pyramid, keyint = args
     path = os.path.join(directory, f"video{index:04d}.mp4")
     if not os.path.exists(path):
-        data = corpus_video(index, seconds, b_pyramid=b_pyramid)
+        data = corpus_video(index, seconds, b_pyramid=b_pyramid, keyint=keyint)
         with open(path + f".tmp-{os.getpid()}", "wb") as f:
             f.write(data)
         os.replace(path + f".tmp-{os.getpid()}", path)
     return path
 
 
-def build_corpus(directory: str, count: int, seconds: float, processes: int, b_pyramid: str) -> List[str]:
+def corpus_folder(base: str, b_pyramid: str = "normal", keyint: Optional[int] = None) -> str:
+    """Where a corpus variant is cached: ``base``, suffixed by what differs from x264's defaults."""
+    return base + ("" if b_pyramid == "normal" else f"-bpyramid-{b_pyramid}") + (f"-keyint{keyint}" if keyint else "")
+
+
+def build_corpus(directory: str, count: int, seconds: float, processes: int, b_pyramid: str,
+                 keyint: Optional[int] = None) -> List[str]:
     os.makedirs(directory, exist_ok=True)
     with Pool(processes) as pool:
-        return pool.map(_write_video, [(directory, i, seconds, b_pyramid) for i in range(count)])
+        return pool.map(_write_video, [(directory, i, seconds, b_pyramid, keyint) for i in range(count)])
 
 
 # --- the modes: each maps one input path to a count of output bytes, run 2 at a time ---------------------------
@@ -180,13 +189,15 @@ def main() -> None:
     parser.add_argument("--b-pyramid", choices=["normal", "none"], default="normal",
                         help="x264 b-pyramid of the corpus: normal (x264's default) or none (every B-frame "
                              "non-reference)")
+    parser.add_argument("--keyint", type=int, help="x264 keyint of the corpus (default: x264's 250)")
     parser.add_argument("--repeat", type=int, default=3, help="rounds; medians are reported")
     args = parser.parse_args()
 
     t0 = time.perf_counter()
-    corpus = args.corpus + ("" if args.b_pyramid == "normal" else f"-bpyramid-{args.b_pyramid}")
-    paths = build_corpus(corpus, args.count, args.seconds, args.processes, args.b_pyramid)
-    print(f"corpus: {len(paths)} videos of {args.seconds:g} s, b-pyramid {args.b_pyramid}, in {corpus} "
+    corpus = corpus_folder(args.corpus, args.b_pyramid, args.keyint)
+    paths = build_corpus(corpus, args.count, args.seconds, args.processes, args.b_pyramid, args.keyint)
+    print(f"corpus: {len(paths)} videos of {args.seconds:g} s, b-pyramid {args.b_pyramid}, keyint "
+          f"{args.keyint or 'x264 default'}, in {corpus} "
           f"({sum(os.path.getsize(p) for p in paths) / 1e6:.1f} MB, ready in {time.perf_counter() - t0:.1f} s)")
     modes = {"streamv2d (probe+fps+resolution+h264, non-ref skipping)": ours,
              "streamv2d, full decode (skip_nonref=False)": ours_full_decode,
