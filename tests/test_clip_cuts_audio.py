@@ -144,6 +144,23 @@ def test_cut_detection_finds_the_cut_and_makes_clips():
     assert [probe(c["mp4"])["frame_count"] for c in clips] == [20, 20]
 
 
+def test_clip_after_cut_detection_uses_its_scenes_without_cuts_are_clips():
+    """The issue's chain, CutDetection then Clip with no clip column: the scenes are the spans; a clip column wins."""
+    data = two_scene_video()
+    chain = compile_chain([CutDetection(threshold=20, min_scene_len=5), Clip()])
+    clips = run_chain(sample_of(data), chain)
+    assert [c["json"]["clips"] for c in clips] == [[[0.0, 2.0]], [[2.0, 4.0]]]
+    assert [probe(c["mp4"])["frame_count"] for c in clips] == [20, 20]
+    given = sample_of(data)
+    given["json"]["clips"] = [[0.5, 1.5]]
+    assert [c["json"]["clips"] for c in run_chain(given, chain)] == [[[0.5, 1.5]]]
+
+
+def test_clip_without_any_spans_says_how_to_get_them():
+    [failed] = run_chain(sample_of(make_video(1.0, 64, 48, fps=10)), compile_chain([Clip(max_length=10)]))
+    assert "clip column (clip_col) or put CutDetection before Clip" in failed["json"]["error_message"]
+
+
 def test_cut_detection_at_reduced_rate_and_longest_mode():
     data = two_scene_video(seconds=2.0)
     out = CutDetection(threshold=20, min_scene_len=5, fps=5)(sample_of(data))

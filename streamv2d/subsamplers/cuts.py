@@ -12,7 +12,7 @@ from ..decode.media import duration_seconds, open_media, stream_fps, video_strea
 from ..sample import Sample
 from .base import Subsampler
 from .probe import media_bytes
-from .video import analysis_rate, reduced_frames
+from .video import analysis_rate, reduced_frames, scene_spans
 
 
 def rgb_to_hsv(rgb: np.ndarray) -> np.ndarray:
@@ -137,6 +137,5 @@ class CutDetection(Subsampler):
         meta = sample.setdefault("json", {})
         meta["cuts"] = cuts
         if self.cuts_are_clips:
-            meta["clips"] = [[a / float(source_fps), min(b / float(source_fps), duration)]
-                             for a, b in cuts["cuts_original_fps"]]
+            meta["clips"] = scene_spans(cuts, duration)
         return sample

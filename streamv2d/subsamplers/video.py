@@ -139,8 +139,9 @@ class Encode(VideoOp):
 
 
 class Clip(VideoOp):
-    """Split a video into clips ``{key}_{i}``: spans from ``json["clips"]`` (table column or CutDetection with
-    ``cuts_are_clips``) or fixed ``window``-second windows; filtered and split by min/max length.
+    """Split a video into clips ``{key}_{i}``: spans from fixed ``window``-second windows, else ``json["clips"]``
+    (the table's clip column, or CutDetection with ``cuts_are_clips``), else the scenes of a preceding CutDetection;
+    filtered and split by min/max length.
 
     precision: ``exact`` (re-encode, frame-exact), ``keyframe_adjusted`` (spans shrunk to keyframes, then
     exact), ``keyframe`` (both ends moved to the next keyframe and stream-copied, no re-encode, when the Clip is
@@ -164,9 +165,11 @@ class Clip(VideoOp):
             raw = [[0.0, duration]]
             limit = self.window
         else:
-            clips = sample.get("json", {}).get("clips")
+            meta = sample.get("json", {})
+            clips = meta.get("clips") or (scene_spans(meta["cuts"], duration) if "cuts" in meta else None)
             if not clips:
-                raise MediaError("no clip spans: set Clip(window=...) or provide json['clips']")
+                raise MediaError("no clip spans: set Clip(window=...), give the table a clip column (clip_col) or "
+                                 "put CutDetection before Clip")
             raw = [[_seconds(s), _seconds(e)] for s, e in _span_list(clips)]
             limit = self.max_length
             for s, e in raw:
@@ -192,6 +195,12 @@ class Clip(VideoOp):
                     if self.precision == "keyframe_adjusted" else "")
             raise MediaError(f"no clip longer than min_length={self.min_length} s{hint}")
         return spans
+
+
+def scene_spans(cuts: Dict[str, Any], duration: float) -> List[Span]:
+    """CutDetection's scenes (``json["cuts"]``, source frame ranges) as spans in seconds within ``duration``."""
+    fps = float(cuts["original_fps"])
+    return [[a / fps, min(b / fps, duration)] for a, b in cuts["cuts_original_fps"]]
 
 
 def _even(x: float) -> int:
