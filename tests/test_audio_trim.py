@@ -178,6 +178,16 @@ def test_fused_pass_reencodes_the_span_exactly(noise, container, codec):
             assert best_lag(got, pcm[:, round(start * rate):] / 32768.0) == 0
 
 
+def test_held_audio_keeps_the_mp4_interleaved():
+    """While AAC is held for its exact end, the muxer waits for it instead of writing video alone (its 10-s limit)."""
+    data = make_video(14.0, 64, 48, fps=5, audio=True)
+    [sample] = run_chain(sample_of(data), compile_chain([Encode(audio="encode")]))
+    out = sample["mp4"]
+    with av.open(io.BytesIO(out)) as container:   # the MP4 reader demuxes by time: sort by place in the file
+        order = [kind for _, kind in sorted((p.pos, p.stream.type) for p in container.demux() if p.size)]
+    assert "audio" in order[:10]
+
+
 def test_fused_pass_copy_stays_packet_exact():
     """Stream copy cannot cut inside a packet: the clip holds whole source packets starting inside the span."""
     data = make_video(4.0, 64, 48, fps=10, audio=True)

@@ -107,11 +107,23 @@ def test_matroska_start_copied_from_the_audio_is_checked(videos, name, reopened)
 
 
 def test_measuring_the_end_leaves_the_demuxer_at_the_start(late_mkv):
+    with av.open(io.BytesIO(late_mkv)) as container:
+        everything = [(p.stream.type, p.pts) for p in container.demux() if p.size]
     with open_media(late_mkv) as container:
         stream = video_stream(container)
         duration_seconds(container, stream)
-        first = next(p for p in container.demux(stream) if p.pts is not None)
-        assert first.pts == stream.start_time and first.is_keyframe
+        # all of it, the audio before the video's first cue included (a plain seek(0) lands on that cue)
+        assert [(p.stream.type, p.pts) for p in container.demux() if p.size] == everything
+
+
+@pytest.mark.parametrize("fps", [24, 60])
+@pytest.mark.parametrize("fmt, codec", [("matroska", "libx264"), ("webm", "libvpx")])
+def test_frame_count_from_millisecond_timestamps_is_exact(fmt, codec, fps):
+    """49 frames at 24 fps last 2.0417 s; Matroska's millisecond clock says 2.041 s, which must not lose one."""
+    count = 2 * fps + 1
+    data = encode_video(frames(count), fps, container=fmt, codec=codec)
+    with PyAVReader(data) as reader:
+        assert reader.info.num_frames == count
 
 
 @pytest.mark.parametrize("header", [SECONDS, OFFSET + SECONDS])

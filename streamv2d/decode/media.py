@@ -3,8 +3,9 @@ transforms and the frame decoders share, with one error class for bytes that can
 from __future__ import annotations
 
 import io
+from contextlib import contextmanager
 from fractions import Fraction
-from typing import List, Optional
+from typing import Iterator, List, Optional
 
 import av
 
@@ -61,7 +62,7 @@ def duration_seconds(container, stream) -> float:
     if end is not None:
         return float((end - (stream.start_time or 0)) * stream.time_base)
     if container.duration is not None:
-        return container.duration / av.time_base   # libav's end − start for demuxers that cannot seek
+        return container.duration / av.time_base   # demuxers that cannot seek to the end (FLV's is its end time)
     raise MediaError("unknown duration")
 
 
@@ -78,13 +79,31 @@ def _misdated(container, stream) -> bool:
     if not _timed_by_container(container, stream):
         return False
     try:
-        packets = container.demux(stream)
-        first = next((p.pts for p in packets if p.pts is not None), None)
-        packets.close()
-        container.seek(0)
+        with _rewound(container):
+            packets = container.demux(stream)
+            first = next((p.pts for p in packets if p.pts is not None), None)
+            packets.close()
     except av.FFmpegError:
         return True   # the decoding open will tell, or name the damage
     return first != stream.start_time
+
+
+@contextmanager
+def _rewound(container) -> Iterator[None]:
+    """Seek back to the first packet when done, also after an error: to the start of the stream that starts first
+    (``seek(0)`` puts Matroska on the video's first cue, skipping audio that starts earlier)."""
+    try:
+        yield
+    finally:
+        timed = [s for s in container.streams if s.start_time is not None and s.time_base is not None]
+        first = min(timed, key=lambda s: s.start_time * s.time_base, default=None)
+        try:
+            if first is None:
+                container.seek(0)
+            else:
+                container.seek(first.start_time, stream=first, backward=True)
+        except av.FFmpegError:
+            pass   # unseekable input: whoever reads next meets the damage and names it
 
 
 _FAR = 1 << 62   # a seek target past any end: demuxers land on the last keyframe
@@ -92,16 +111,15 @@ _FAR = 1 << 62   # a seek target past any end: demuxers land on the last keyfram
 
 def _end_pts(container, stream) -> Optional[int]:
     """When the stream's last frame ends (its time base), from the packets after its last keyframe; None when
-    the container cannot seek there. Leaves the demuxer back at the start."""
+    the container cannot seek there. Rewinds afterwards (:func:`_rewound`)."""
     frame = max(1, round(1 / (stream_fps(stream) * stream.time_base)))   # for packets that carry no duration
     try:
-        container.seek(_FAR, stream=stream, backward=True)
-        end = max((p.pts + (p.duration or frame) for p in container.demux(stream) if p.pts is not None),
-                  default=None)
-        container.seek(0)
+        with _rewound(container):
+            container.seek(_FAR, stream=stream, backward=True)
+            return max((p.pts + (p.duration or frame) for p in container.demux(stream) if p.pts is not None),
+                       default=None)
     except av.FFmpegError:
         return None
-    return end
 
 
 def keyframe_timestamps(container, stream) -> List[float]:

@@ -31,7 +31,8 @@ class PyAVReader(VideoReader):
             self._skip_nonref, self._jump_gops = skip_nonref, jump_gops
             self._start = stream.start_time or 0
             self._pts_per_frame = float(1 / (rate * stream.time_base))
-            num_frames = stream.frames or int(duration_seconds(self._container, stream) * rate)
+            # rounded, not truncated: a duration from millisecond timestamps (Matroska) may fall just short
+            num_frames = stream.frames or round(duration_seconds(self._container, stream) * rate)
             if num_frames <= 0:
                 raise MediaError("video stream has no frames")
         except BaseException:
@@ -75,27 +76,24 @@ class PyAVReader(VideoReader):
         packet is in, the decoder is drained instead of being fed the further packets its B-frame reorder delay
         waits for (often a P-frame, decoded for nothing)."""
         context = self._stream.codec_context
-        unsent, drained = set(wanted), False
-        try:
-            for packet in self._container.demux(self._stream):
-                position = None if packet.pts is None else self._index(packet.pts)
-                unsent.discard(position)
-                keep = not self._skip_nonref or position is None or position in wanted
-                frames = decode_packet(context, packet, keep)
-                if not unsent and packet.size:
-                    frames, drained = frames + context.decode(None), True
-                for frame in frames:
-                    if frame.pts is None:
-                        continue
-                    index = self._index(frame.pts)
-                    yield index, frame
-                    if index >= last:
-                        return
-                if drained:
+        unsent = set(wanted)
+        for packet in self._container.demux(self._stream):
+            position = None if packet.pts is None else self._index(packet.pts)
+            unsent.discard(position)
+            keep = not self._skip_nonref or position is None or position in wanted
+            frames = decode_packet(context, packet, keep)
+            drained = not unsent and packet.size > 0
+            if drained:   # the next run's seek flushes the drained decoder (PyAV's seek flushes codec buffers)
+                frames += context.decode(None)
+            for frame in frames:
+                if frame.pts is None:
+                    continue
+                index = self._index(frame.pts)
+                yield index, frame
+                if index >= last:
                     return
-        finally:
             if drained:
-                context.flush_buffers()   # a drained decoder takes packets again only after a flush
+                return
 
     def close(self) -> None:
         self._container.close()

@@ -54,8 +54,9 @@ class AudioEncoder:
     discard padding, so the zeros padding the encoder's last 1024-sample frame would be decoded too. So the frames
     are resampled here and held until :meth:`flush`, then led by the silence that makes them whole frames, dropped
     with the priming by the edit list's start; the movie timescale is the sample rate, so the edit's duration (the
-    stream's duration) is exact too. Memory: up to ``hold`` seconds are held, as float at the output rate; longer
-    audio is streamed on from there without the lead, and decodes up to one frame (< 1024 samples) long."""
+    stream's duration) is exact too. Memory: each encode holds up to ``hold`` seconds, as float at the output
+    rate; longer audio is streamed on from there without the lead, and decodes up to one frame (< 1024 samples)
+    long."""
 
     def __init__(self, container, codec: str, rate: int, layout: str, bitrate: Optional[int] = None,
                  hold: float = HOLD_SECONDS) -> None:
@@ -72,6 +73,9 @@ class AudioEncoder:
             self.resampler = av.AudioResampler(format=self.stream.format, layout=layout, rate=rate)
             self.room = int(hold * rate)
             container.container_options.setdefault("movie_timescale", str(rate))
+            # with the audio held, the muxer would flush video alone after its 10-s interleave limit: wait instead,
+            # so the file stays interleaved (the video packets wait in memory, where the output is anyway)
+            container.container_options.setdefault("max_interleave_delta", "0")
 
     def encode(self, frame) -> None:
         # renumbered from 0 so clipped audio starts at 0; a real pts (not None) lets the AAC encoder mark its
