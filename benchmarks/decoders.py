@@ -4,8 +4,10 @@
 
 Methods: PyAV as ``Frames`` uses it (seek to the first wanted frame's keyframe, sequential decoding with
 per-packet non-reference skipping, a seek over each GOP tail that holds no wanted frame), the same with one
-seek only, and also without skipping, decord's ``get_batch``, and PyAV seeking once per wanted frame (the naive
-way). torchcodec is not measured: its CPU build (0.13) needs Debian's FFmpeg shared libraries at run time.
+seek only, and also without skipping, decord's ``get_batch``, PyAV seeking once per wanted frame (the naive
+way), and torchcodec's ``get_frames_at`` (exact seek mode, its decoder-side resize and crop) when it imports: its
+CPU build for torch 2.13 (``pip install torchcodec==0.13.0``; 0.14+ are CUDA builds) needs the system's FFmpeg
+shared libraries (Debian: ``apt-get install -y ffmpeg``), so it is measured, never required.
 """
 from __future__ import annotations
 
@@ -126,6 +128,30 @@ METHODS: Dict[str, Callable] = {
     "pyav (seek per frame)": pyav_seek_each,
     "pyav full decode": full_then_pick,
 }
+
+
+def torchcodec_read(data: bytes, indices: Sequence[int], size) -> np.ndarray:
+    """torchcodec as a training loader would use it: one decoder, batch access, resize and crop in the decoder."""
+    from torchcodec.decoders import VideoDecoder
+    from torchcodec.transforms import CenterCrop, Resize
+
+    transforms = None
+    if size is not None:
+        with av.open(io.BytesIO(data)) as container:
+            cc = container.streams.video[0].codec_context
+            width, height = scaled_size(cc.width, cc.height, size)
+        transforms = [Resize((height, width)), CenterCrop((size, size))]
+    decoder = VideoDecoder(data, dimension_order="NHWC", num_ffmpeg_threads=1, seek_mode="exact",
+                           transforms=transforms)
+    return decoder.get_frames_at(indices=list(indices)).data.numpy()
+
+
+try:
+    import torchcodec.decoders  # noqa: F401  (its native library loads the system's FFmpeg here)
+
+    METHODS["torchcodec get_frames_at"] = torchcodec_read
+except (ImportError, OSError, RuntimeError) as exc:
+    print(f"torchcodec not measured: {str(exc).splitlines()[0][:120]}")
 
 
 def check_exact(videos: Dict[str, bytes]) -> None:
