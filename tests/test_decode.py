@@ -178,6 +178,48 @@ def test_gop_jumps_are_exact_and_reader_reusable(bframes, jump_gops):
             np.testing.assert_array_equal(reader.read(indices), np.stack([full[i] for i in indices]))
 
 
+def remuxed(data: bytes, fmt: str, offset: float) -> bytes:
+    """``data``'s packets in container ``fmt``, shown ``offset`` seconds later (MPEG-TS's clock starts near 1.4 s)."""
+    out = io.BytesIO()
+    with av.open(io.BytesIO(data)) as src, av.open(out, "w", format=fmt) as dst:
+        stream = dst.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux():
+            if packet.pts is None:
+                continue
+            shift = round(offset / packet.time_base)
+            packet.pts, packet.dts = packet.pts + shift, packet.dts + shift
+            packet.stream = stream
+            dst.mux(packet)
+    return out.getvalue()
+
+
+def open_gop_video() -> bytes:
+    """x264 open GOPs: the B-frames before each I-frame in display order follow it in decode order and use the GOP
+    before, so a seek that lands on that I-frame cannot give them."""
+    def images():
+        for i in range(60):
+            img = np.full((120, 160, 3), (7 * i) % 256, np.uint8)
+            img[:60, : (i * 5) % 160] = 255 - (3 * i) % 256
+            yield img
+
+    return encode_video(images(), 30, gop=12, options={"preset": "veryfast", "bframes": "3", "crf": "30",
+                                                        "x264-params": "open-gop=1:scenecut=0"})
+
+
+@pytest.mark.parametrize("case", ["open-gop", "mpegts-at-1.4s"])
+@pytest.mark.parametrize("jump_gops", [True, False])
+def test_exact_frames_where_seeks_land_past_the_wanted_frame(bframes, case, jump_gops):
+    """Seeks that land on a keyframe shown after the wanted frame (an open GOP's leading B-frames; MPEG-TS, whose
+    seeks by time are approximate, near the start) step back until one shown at or before it leads."""
+    data = open_gop_video() if case == "open-gop" else remuxed(bframes, "mpegts", 1.4)
+    full = full_decode(data)
+    rng = random.Random(7)
+    picks = [[0], [11], [11, 12, 13], [23], [2, 26], [59]] + [sorted(rng.sample(range(60), 8)) for _ in range(6)]
+    with PyAVReader(data, jump_gops=jump_gops) as reader:
+        for indices in picks:
+            np.testing.assert_array_equal(reader.read(indices), np.stack([full[i] for i in indices]))
+
+
 class _CountingContainer:
     """A container proxy recording the pts of every packet demuxed through it."""
 

@@ -90,20 +90,23 @@ def _misdated(container, stream) -> bool:
 
 @contextmanager
 def _rewound(container) -> Iterator[None]:
-    """Seek back to the first packet when done, also after an error: to the start of the stream that starts first
-    (``seek(0)`` puts Matroska on the video's first cue, skipping audio that starts earlier)."""
+    """:func:`rewind` when done, also after an error."""
     try:
         yield
     finally:
-        timed = [s for s in container.streams if s.start_time is not None and s.time_base is not None]
-        first = min(timed, key=lambda s: s.start_time * s.time_base, default=None)
         try:
-            if first is None:
-                container.seek(0)
-            else:
-                container.seek(first.start_time, stream=first, backward=True)
+            rewind(container)
         except av.FFmpegError:
             pass   # unseekable input: whoever reads next meets the damage and names it
+
+
+def rewind(container) -> None:
+    """Back to the first packet: a seek to time 0 on the stream that starts first. ``seek(0)`` alone misses some:
+    it lands on the video's first keyframe, skipping audio that starts earlier (MP4 edit lists, MPEG-TS), and a
+    seek to a stream's own start time can land past MPEG-TS's first keyframe."""
+    timed = [s for s in container.streams if s.start_time is not None and s.time_base is not None]
+    first = min(timed, key=lambda s: s.start_time * s.time_base, default=None)
+    container.seek(0, stream=first, backward=True)
 
 
 _FAR = 1 << 62   # a seek target past any end: demuxers land on the last keyframe
@@ -127,7 +130,7 @@ def keyframe_timestamps(container, stream) -> List[float]:
     origin = start_seconds(stream)
     times = sorted(float(p.pts * stream.time_base) - origin for p in container.demux(stream)
                    if p.is_keyframe and p.pts is not None)
-    container.seek(0)
+    rewind(container)
     return times
 
 
@@ -140,22 +143,26 @@ def decode_packet(context, packet, wanted: bool) -> list:
 
 
 def seek_keyframe(container, stream, pts: int) -> None:
-    """Put the demuxer on a keyframe at or before ``pts`` (the stream's time base). Indexed containers (MP4,
-    Matroska) land on one at once; MPEG-TS and other unindexed ones may land on any packet, whose frames the
-    decoder then drops until the next keyframe, so the seek steps back further until a keyframe leads."""
+    """Put the demuxer on a keyframe shown at or before ``pts`` (the stream's time base), so decoding from there
+    yields every frame up to ``pts``. A seek can land elsewhere: anywhere in MPEG-TS and other unindexed containers,
+    and in an open GOP on a keyframe shown after the frame wanted (indexes time keyframes by decode order, and the
+    B-frames leading an open GOP need the GOP before). So the seek steps back until such a keyframe leads, or to
+    the start."""
     first = stream.start_time or 0
     step = max(1, int(1 / stream.time_base))   # one second, doubled after each miss
     target = pts
-    while True:
-        container.seek(max(target, first), stream=stream, backward=True)
-        if target <= first or _leads_with_keyframe(container, stream):
-            container.seek(max(target, first), stream=stream, backward=True)
+    while target > first:
+        container.seek(target, stream=stream, backward=True)
+        if _keyframe_leads(container, stream, pts):
+            container.seek(target, stream=stream, backward=True)
             return
         target, step = target - step, 2 * step
+    rewind(container)
 
 
-def _leads_with_keyframe(container, stream) -> bool:
+def _keyframe_leads(container, stream, pts: int) -> bool:
+    """Whether the first packet from here is a keyframe shown at or before ``pts``."""
     for packet in container.demux(stream):
         if packet.pts is not None:
-            return packet.is_keyframe
+            return packet.is_keyframe and packet.pts <= pts
     return True   # nothing after the seek point: nothing to decode wrongly either
