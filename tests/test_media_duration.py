@@ -12,7 +12,7 @@ import av
 import numpy as np
 import pytest
 
-from streamv2d.decode.media import duration_seconds, open_media, start_seconds, video_stream
+from streamv2d.decode.media import duration_seconds, open_media, rewind, start_seconds, video_stream
 from streamv2d.decode.pyav import PyAVReader
 from streamv2d.demo.synth import encode_video
 from streamv2d.subsamplers import Clip, Frames, MediaError, compile_chain, probe, run_chain
@@ -113,6 +113,17 @@ def test_measuring_the_end_leaves_the_demuxer_at_the_start(late_mkv):
         stream = video_stream(container)
         duration_seconds(container, stream)
         # all of it, the audio before the video's first cue included (a plain seek(0) lands on that cue)
+        assert [(p.stream.type, p.pts) for p in container.demux() if p.size] == everything
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_rewind_gives_every_packet_again(videos, name):
+    """Audio that starts before the video (MPEG-TS, Matroska) and MPEG-TS's first keyframe are not skipped."""
+    with av.open(io.BytesIO(videos[name])) as container:
+        everything = [(p.stream.type, p.pts) for p in container.demux() if p.size]
+    with open_media(videos[name]) as container:
+        list(container.demux())
+        rewind(container)
         assert [(p.stream.type, p.pts) for p in container.demux() if p.size] == everything
 
 

@@ -101,12 +101,14 @@ def _rewound(container) -> Iterator[None]:
 
 
 def rewind(container) -> None:
-    """Back to the first packet: a seek to time 0 on the stream that starts first. ``seek(0)`` alone misses some:
-    it lands on the video's first keyframe, skipping audio that starts earlier (MP4 edit lists, MPEG-TS), and a
-    seek to a stream's own start time can land past MPEG-TS's first keyframe."""
+    """Back to the first packet, as near as seeking allows: to time 0 (or the start, if negative) on the stream
+    that starts first (audio on a tie). ``seek(0)`` lands on the video's first keyframe, skipping audio that starts
+    earlier (MP4 edit lists, MPEG-TS, Matroska), and a seek to a stream's own start time can land past MPEG-TS's
+    first keyframe. An MP4's AAC priming packet (before 0, though the stream starts at 0) stays skipped, as with
+    ``seek(0)``: a seek further back fails on some demuxers (FLV)."""
     timed = [s for s in container.streams if s.start_time is not None and s.time_base is not None]
-    first = min(timed, key=lambda s: s.start_time * s.time_base, default=None)
-    container.seek(0, stream=first, backward=True)
+    first = min(timed, key=lambda s: (s.start_time * s.time_base, s.type == "video"), default=None)
+    container.seek(0 if first is None else min(0, first.start_time), stream=first, backward=True)
 
 
 _FAR = 1 << 62   # a seek target past any end: demuxers land on the last keyframe
