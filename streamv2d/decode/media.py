@@ -136,6 +136,16 @@ def keyframe_timestamps(container, stream) -> List[float]:
     return times
 
 
+#: decoders that read ``skip_frame`` once, when they open, so it cannot be switched per packet: opened while an
+#: unwanted packet had it set, libdav1d (AV1) never outputs a non-reference frame, wanted or not
+_SKIP_SET_AT_OPEN = frozenset({"libdav1d"})
+
+
+def skips_per_packet(context) -> bool:
+    """Whether ``context``'s decoder honours ``skip_frame`` switched per packet (:func:`decode_packet`)."""
+    return context.name not in _SKIP_SET_AT_OPEN
+
+
 def decode_packet(context, packet, wanted: bool) -> list:
     """The frames one packet yields; unless ``wanted``, the decoder drops it when it is a non-reference frame
     (nothing else needs it). Decided per packet: ``skip_frame="NONREF"`` for a whole run drops wanted B-frames too,
@@ -167,4 +177,4 @@ def _keyframe_leads(container, stream, pts: int) -> bool:
     for packet in container.demux(stream):
         if packet.pts is not None:
             return packet.is_keyframe and packet.pts <= pts
-    return True   # nothing after the seek point: nothing to decode wrongly either
+    return False   # nothing after the seek point (an index entry past the last packet): step back

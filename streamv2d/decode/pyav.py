@@ -11,8 +11,8 @@ import numpy as np
 from .base import VideoInfo, VideoReader, gather
 from .convert import frame_to_array
 from .geometry import center_crop, scaled_size
-from .media import (MediaError, decode_packet, duration_seconds, open_media, seek_keyframe, stream_fps,
-                    video_stream)
+from .media import (MediaError, decode_packet, duration_seconds, open_media, seek_keyframe, skips_per_packet,
+                    stream_fps, video_stream)
 from .sampling import keyframe_runs
 
 
@@ -28,7 +28,8 @@ class PyAVReader(VideoReader):
             stream.codec_context.thread_count = threads
             stream.codec_context.thread_type = "AUTO" if threads > 1 else "NONE"
             rate = stream_fps(stream)
-            self._skip_nonref, self._jump_gops = skip_nonref, jump_gops
+            self._skip_nonref = skip_nonref and skips_per_packet(stream.codec_context)
+            self._jump_gops = jump_gops
             self._start = stream.start_time or 0
             self._pts_per_frame = float(1 / (rate * stream.time_base))
             # rounded, not truncated: a duration from millisecond timestamps (Matroska) may fall just short

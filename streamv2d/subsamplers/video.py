@@ -17,7 +17,7 @@ from av.video.frame import PictureType
 
 from ..decode.convert import frame_to_array
 from ..decode.media import (MediaError, decode_packet, duration_seconds, keyframe_timestamps, open_media,
-                            seek_keyframe, start_seconds, stream_fps, video_stream)
+                            seek_keyframe, skips_per_packet, start_seconds, stream_fps, video_stream)
 from ..sample import Sample
 from .audio import PREROLL, AudioEncoder, SpanTrim, layout_for
 from .base import Subsampler
@@ -358,6 +358,7 @@ def decode_selected(container, video, selector: FrameSelector, skip: bool,
     packets go to ``audio_out`` on the way."""
     streams = [video] + ([audio_out.source] if audio_out is not None else [])
     cc = video.codec_context
+    skip = skip and skips_per_packet(cc)
     durations: Dict[int, Optional[int]] = {}
     video_done = False
     try:
