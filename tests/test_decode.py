@@ -220,6 +220,35 @@ def test_exact_frames_where_seeks_land_past_the_wanted_frame(bframes, case, jump
             np.testing.assert_array_equal(reader.read(indices), np.stack([full[i] for i in indices]))
 
 
+def scene_cut_ts() -> bytes:
+    """MPEG-TS from x264 with scene cuts (noise backgrounds from frames 30 and 55): its parser marks I-frames that
+    are not IDR as key packets too, and FFmpeg's decoder does not start from those (it waits for a recovery point)."""
+    rng = np.random.default_rng(0)
+    scenes = [None] + [rng.integers(0, 255, (120, 160, 3), dtype=np.uint8) for _ in range(2)]
+
+    def images():
+        for i in range(72):
+            scene = 0 if i < 30 else 1 if i < 55 else 2
+            img = np.full((120, 160, 3), (7 * i) % 256, np.uint8) if scene == 0 else scenes[scene].copy()
+            img[:60, : (i * 5) % 160] = 255 - (3 * i) % 256
+            yield img
+
+    return encode_video(images(), 24, container="mpegts", options={
+        "preset": "veryfast", "crf": "30", "x264-params": "bframes=0:keyint=250:scenecut=40"})
+
+
+def test_mpegts_key_packets_the_decoder_cannot_start_from(bframes):
+    """Reads on one reader, whose MPEG-TS index grows as it reads: a seek landing on a non-IDR I-frame yields
+    nothing, so the run is decoded again from the start; GOP jumps trust only the index the file opened with."""
+    data = scene_cut_ts()
+    full = full_decode(data)
+    rng = random.Random(1)
+    picks = [[0], [71], [70, 71]] + [sorted(rng.sample(range(72), rng.randint(1, 16))) for _ in range(30)]
+    with PyAVReader(data) as reader:
+        for indices in picks:
+            np.testing.assert_array_equal(reader.read(indices), np.stack([full[i] for i in indices]))
+
+
 def test_av1_reads_are_exact_on_a_fresh_reader(bframes):
     """libdav1d reads skip_frame once, when it opens on the first packet: per-packet skipping would have left it
     dropping every non-reference frame, wanted ones included, so AV1 is decoded without it."""

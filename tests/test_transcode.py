@@ -98,7 +98,8 @@ def test_nonref_skipping_returns_the_frames_of_a_full_decode(rate, span):
             video = c.streams.video[0]
             c.seek(int(span[0] / video.time_base) if span[0] else 0, stream=video)
             selector = FrameSelector.for_stream(video, span[0], span[1], Fraction(rate))
-            return [(f.pts, list(s), f.to_ndarray(format="rgb24")) for f, s in decode_selected(c, video, selector, skip)]
+            decoded = decode_selected(c.demux(video), video, selector, skip)
+            return [(f.pts, list(s), f.to_ndarray(format="rgb24")) for f, s in decoded]
 
     full, skipped = frames(False), frames(True)
     assert len(full) == len(skipped) > 0

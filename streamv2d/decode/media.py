@@ -3,6 +3,7 @@ transforms and the frame decoders share, with one error class for bytes that can
 from __future__ import annotations
 
 import io
+import itertools
 from contextlib import contextmanager
 from fractions import Fraction
 from typing import Iterator, List, Optional
@@ -154,27 +155,28 @@ def decode_packet(context, packet, wanted: bool) -> list:
     return context.decode(packet)
 
 
-def seek_keyframe(container, stream, pts: int) -> None:
-    """Put the demuxer on a keyframe shown at or before ``pts`` (the stream's time base), so decoding from there
-    yields every frame up to ``pts``. A seek can land elsewhere: anywhere in MPEG-TS and other unindexed containers,
-    and in an open GOP on a keyframe shown after the frame wanted (indexes time keyframes by decode order, and the
-    B-frames leading an open GOP need the GOP before). So the seek steps back until such a keyframe leads, or to
-    the start."""
+def seek_keyframe(container, stream, pts: int, *others) -> Iterator:
+    """The packets of ``stream`` (and the ``others`` streams) from a keyframe shown at or before ``pts`` (the
+    stream's time base), so decoding them yields every frame up to ``pts``. A seek can land elsewhere: anywhere
+    in MPEG-TS and other unindexed containers, and in an open GOP on a keyframe shown after the frame wanted
+    (indexes time keyframes by decode order, and the B-frames leading an open GOP need the GOP before). So the
+    seek steps back until such a keyframe leads, or to the start. The packets read to check the landing are
+    returned first, not seeked to again: a second seek can land elsewhere (MPEG-TS indexes packets as it reads)."""
+    streams = (stream, *others)
     first = stream.start_time or 0
     step = max(1, int(1 / stream.time_base))   # one second, doubled after each miss
     target = pts
     while target > first:
         container.seek(target, stream=stream, backward=True)
-        if _keyframe_leads(container, stream, pts):
-            container.seek(target, stream=stream, backward=True)
-            return
+        packets = container.demux(*streams)
+        head = []
+        for packet in packets:
+            head.append(packet)
+            if packet.stream is stream and packet.pts is not None:
+                if packet.is_keyframe and packet.pts <= pts:
+                    return itertools.chain(head, packets)
+                break
+        packets.close()   # not a keyframe shown in time, or nothing after the seek point: step back
         target, step = target - step, 2 * step
     rewind(container)
-
-
-def _keyframe_leads(container, stream, pts: int) -> bool:
-    """Whether the first packet from here is a keyframe shown at or before ``pts``."""
-    for packet in container.demux(stream):
-        if packet.pts is not None:
-            return packet.is_keyframe and packet.pts <= pts
-    return False   # nothing after the seek point (an index entry past the last packet): step back
+    return container.demux(*streams)

@@ -39,6 +39,9 @@ class PyAVReader(VideoReader):
         except BaseException:
             self._container.close()
             raise
+        # read once: an unindexed container (MPEG-TS) grows an index as it is read, from packet flags that also
+        # mark I-frames a decoder cannot start from; GOP jumps trust only the index a container opens with
+        self._keyframe_indices = self._keyframes()
         self.info = VideoInfo(fps=float(rate), num_frames=num_frames, width=stream.codec_context.width,
                               height=stream.codec_context.height, codec=stream.codec_context.name)
 
@@ -61,24 +64,30 @@ class PyAVReader(VideoReader):
         width, height = scaled_size(self.info.width, self.info.height, size)
         decoded: Dict[int, np.ndarray] = {}
         try:
-            for run in keyframe_runs(wanted, self._keyframes() if len(wanted) > 1 else []):
-                seek_keyframe(self._container, self._stream, self._start + int(run[0] * self._pts_per_frame))
+            for run in keyframe_runs(wanted, self._keyframe_indices if len(wanted) > 1 else []):
                 keep = set(run)
-                for index, frame in self._frames(keep, run[-1]):
-                    if index in keep:
-                        rgb = frame_to_array(frame, "rgb24", width, height)
-                        decoded[index] = np.ascontiguousarray(center_crop(rgb, size))
+                # from the keyframe before the run; if that misses frames, from the start: a packet marked key may
+                # be an I-frame the decoder will not start from (MPEG-TS marks non-IDR ones; FFmpeg waits for a
+                # recovery point), and whatever happened, a full decode up to the run is exact
+                for start in dict.fromkeys((self._start + int(run[0] * self._pts_per_frame), self._start)):
+                    packets = seek_keyframe(self._container, self._stream, start)
+                    for index, frame in self._frames(packets, keep, run[-1]):
+                        if index in keep:
+                            rgb = frame_to_array(frame, "rgb24", width, height)
+                            decoded[index] = np.ascontiguousarray(center_crop(rgb, size))
+                    if keep.issubset(decoded):
+                        break
         except av.FFmpegError as exc:
             raise MediaError(f"decoding failed: {exc}") from exc
         return gather(decoded, indices)
 
-    def _frames(self, wanted: "set[int]", last: int):
-        """(index, frame) in presentation order until frame ``last`` has been seen. Once every wanted frame's
-        packet is in, the decoder is drained instead of being fed the further packets its B-frame reorder delay
-        waits for (often a P-frame, decoded for nothing)."""
+    def _frames(self, packets, wanted: "set[int]", last: int):
+        """(index, frame) from ``packets`` in presentation order until frame ``last`` has been seen. Once every
+        wanted frame's packet is in, the decoder is drained instead of being fed the further packets its B-frame
+        reorder delay waits for (often a P-frame, decoded for nothing)."""
         context = self._stream.codec_context
         unsent = set(wanted)
-        for packet in self._container.demux(self._stream):
+        for packet in packets:
             position = None if packet.pts is None else self._index(packet.pts)
             unsent.discard(position)
             keep = not self._skip_nonref or position is None or position in wanted

@@ -10,7 +10,7 @@ import copy
 import io
 import math
 from fractions import Fraction
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import av
 from av.video.frame import PictureType
@@ -337,8 +337,8 @@ class Transcode(Subsampler):
             sink = VideoSink(oc, video, rate, self.resolutions, self.encode)
             audio_out = _AudioOut(oc, audio, self.encode, start, end) if audio is not None else None
             skip = self.fps is not None and self.fps.skip_nonref and rate < source_rate
-            _seek(container, video, start)
-            for frame, slots in decode_selected(container, video, selector, skip, audio_out):
+            packets = _seek(container, video, start, *([audio_out.source] if audio_out is not None else []))
+            for frame, slots in decode_selected(packets, video, selector, skip, audio_out):
                 sink.write(frame, slots)
             if sink.count == 0:
                 raise MediaError(f"no frames decoded in span {span}")
@@ -350,19 +350,19 @@ class Transcode(Subsampler):
         return out.getvalue()
 
 
-def decode_selected(container, video, selector: FrameSelector, skip: bool,
+def decode_selected(packets: Iterable, video, selector: FrameSelector, skip: bool,
                     audio_out: Optional["_AudioOut"] = None) -> Iterator[Tuple[Any, range]]:
-    """Decode from the current position, yielding (frame, output slots) for frames the selector wants.
+    """Decode ``packets`` (the video's, and the audio's for ``audio_out``), yielding (frame, output slots) for
+    frames the selector wants.
 
     With ``skip``, non-reference packets whose pts no slot wants are not decoded (:func:`decode_packet`). Audio
     packets go to ``audio_out`` on the way."""
-    streams = [video] + ([audio_out.source] if audio_out is not None else [])
     cc = video.codec_context
     skip = skip and skips_per_packet(cc)
     durations: Dict[int, Optional[int]] = {}
     video_done = False
     try:
-        for packet in container.demux(*streams):
+        for packet in packets:
             if packet.stream is not video:
                 if audio_out.add(packet) and video_done:
                     return
@@ -398,7 +398,7 @@ def reduced_frames(container, video, rate: Fraction, width: int, fmt: str = "rgb
     cc = video.codec_context
     height = max(2, _even(cc.height * width / cc.width))
     selector = FrameSelector.for_stream(video, start_seconds(video), None, rate)
-    for frame, _ in decode_selected(container, video, selector, skip=rate < stream_fps(video)):
+    for frame, _ in decode_selected(container.demux(video), video, selector, skip=rate < stream_fps(video)):
         yield frame_to_array(frame, fmt, width, height)
 
 
@@ -500,8 +500,8 @@ class _AudioOut:
             self.encoder.flush()
 
 
-def _seek(container, stream, start: float) -> None:
-    seek_keyframe(container, stream, int(start / stream.time_base))
+def _seek(container, stream, start: float, *others) -> Iterator:
+    return seek_keyframe(container, stream, int(start / stream.time_base), *others)
 
 
 def _remux_span(container, span: Span) -> bytes:
@@ -509,12 +509,12 @@ def _remux_span(container, span: Span) -> bytes:
     video = container.streams.video[0]
     streams = [video] + list(container.streams.audio[:1])
     span = [start_seconds(video) + t for t in span]
-    _seek(container, video, span[0])
+    packets = _seek(container, video, span[0], *streams[1:])
     out = io.BytesIO()
     with av.open(out, mode="w", format="mp4") as oc:
         targets = {s.index: oc.add_stream_from_template(s) for s in streams}
         done = set()
-        for packet in container.demux(*streams):
+        for packet in packets:
             if packet.pts is None:
                 continue
             t = float(packet.pts * packet.stream.time_base)
