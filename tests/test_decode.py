@@ -249,6 +249,19 @@ def test_mpegts_key_packets_the_decoder_cannot_start_from(bframes):
             np.testing.assert_array_equal(reader.read(indices), np.stack([full[i] for i in indices]))
 
 
+@pytest.mark.parametrize("bframes_count", [0, 3])
+def test_avi_frames_are_numbered_by_count(bframes_count):
+    """AVI keeps decode times (off by the decoder's delay, out of display order with B-frames), not presentation
+    times: frames are counted from the start instead."""
+    data = encode_video(full_decode(bframe_video()), 30, container="avi", gop=12,
+                        options={"preset": "veryfast", "crf": "30", "bframes": str(bframes_count)})
+    full = full_decode(data)
+    with PyAVReader(data) as reader:
+        assert reader.info.num_frames == len(full) == 60
+        for indices in ([0], [59], [58, 59], [13, 5, 5, 40]):
+            np.testing.assert_array_equal(reader.read(indices), np.stack([full[i] for i in indices]))
+
+
 def test_av1_reads_are_exact_on_a_fresh_reader(bframes):
     """libdav1d reads skip_frame once, when it opens on the first packet: per-packet skipping would have left it
     dropping every non-reference frame, wanted ones included, so AV1 is decoded without it."""

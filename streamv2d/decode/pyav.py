@@ -11,8 +11,8 @@ import numpy as np
 from .base import VideoInfo, VideoReader, gather
 from .convert import frame_to_array
 from .geometry import center_crop, scaled_size
-from .media import (MediaError, decode_packet, duration_seconds, open_media, seek_keyframe, skips_per_packet,
-                    stream_fps, video_stream)
+from .media import (MediaError, decode_packet, duration_seconds, open_media, rewind, seek_keyframe,
+                    skips_per_packet, stream_fps, video_stream)
 from .sampling import keyframe_runs
 
 
@@ -30,6 +30,9 @@ class PyAVReader(VideoReader):
             rate = stream_fps(stream)
             self._skip_nonref = skip_nonref and skips_per_packet(stream.codec_context)
             self._jump_gops = jump_gops
+            # AVI stores decode times, not presentation times (off by the decoder's delay; out of display order
+            # with B-frames): its frames are numbered by counting them in one pass from the start
+            self._by_count = self._container.format.name == "avi"
             self._start = stream.start_time or 0
             self._pts_per_frame = float(1 / (rate * stream.time_base))
             # rounded, not truncated: a duration from millisecond timestamps (Matroska) may fall just short
@@ -63,19 +66,25 @@ class PyAVReader(VideoReader):
         wanted = sorted(set(indices))
         width, height = scaled_size(self.info.width, self.info.height, size)
         decoded: Dict[int, np.ndarray] = {}
+
+        def keep(frames, run: "set[int]") -> None:
+            for index, frame in frames:
+                if index in run:
+                    decoded[index] = np.ascontiguousarray(center_crop(frame_to_array(frame, "rgb24", width, height),
+                                                                      size))
+
         try:
+            if self._by_count:
+                keep(self._counted_frames(wanted[-1]), set(wanted))
+                return gather(decoded, indices)
             for run in keyframe_runs(wanted, self._keyframe_indices if len(wanted) > 1 else []):
-                keep = set(run)
                 # from the keyframe before the run; if that misses frames, from the start: a packet marked key may
                 # be an I-frame the decoder will not start from (MPEG-TS marks non-IDR ones; FFmpeg waits for a
                 # recovery point), and whatever happened, a full decode up to the run is exact
                 for start in dict.fromkeys((self._start + int(run[0] * self._pts_per_frame), self._start)):
-                    packets = seek_keyframe(self._container, self._stream, start)
-                    for index, frame in self._frames(packets, keep, run[-1]):
-                        if index in keep:
-                            rgb = frame_to_array(frame, "rgb24", width, height)
-                            decoded[index] = np.ascontiguousarray(center_crop(rgb, size))
-                    if keep.issubset(decoded):
+                    keep(self._frames(seek_keyframe(self._container, self._stream, start), set(run), run[-1]),
+                         set(run))
+                    if decoded.keys() >= set(run):
                         break
         except av.FFmpegError as exc:
             raise MediaError(f"decoding failed: {exc}") from exc
@@ -104,6 +113,18 @@ class PyAVReader(VideoReader):
                     return
             if drained:
                 return
+
+    def _counted_frames(self, last: int):
+        """(index, frame) numbered by counting from the first frame, up to frame ``last``: every packet decoded,
+        since a skipped frame would not be counted."""
+        rewind(self._container)
+        context, index = self._stream.codec_context, 0
+        for packet in self._container.demux(self._stream):
+            for frame in decode_packet(context, packet, True):
+                yield index, frame
+                if index >= last:
+                    return
+                index += 1
 
     def close(self) -> None:
         self._container.close()
