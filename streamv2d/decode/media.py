@@ -131,10 +131,9 @@ def _end_pts(container, stream) -> Optional[int]:
 def keyframe_timestamps(container, stream) -> List[float]:
     """Presentation times of the video's keyframes from its first frame, found by demuxing only (no decoding)."""
     origin = start_seconds(stream)
-    times = sorted(float(p.pts * stream.time_base) - origin for p in container.demux(stream)
-                   if p.is_keyframe and p.pts is not None)
-    rewind(container)
-    return times
+    with _rewound(container):
+        return sorted(float(p.pts * stream.time_base) - origin for p in container.demux(stream)
+                      if p.is_keyframe and p.pts is not None)
 
 
 #: decoders that read ``skip_frame`` once, when they open, so it cannot be switched per packet: opened while an

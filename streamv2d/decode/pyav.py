@@ -81,10 +81,10 @@ class PyAVReader(VideoReader):
                 # from the keyframe before the run; if that misses frames, from the start: a packet marked key may
                 # be an I-frame the decoder will not start from (MPEG-TS marks non-IDR ones; FFmpeg waits for a
                 # recovery point), and whatever happened, a full decode up to the run is exact
+                members = set(run)
                 for start in dict.fromkeys((self._start + int(run[0] * self._pts_per_frame), self._start)):
-                    keep(self._frames(seek_keyframe(self._container, self._stream, start), set(run), run[-1]),
-                         set(run))
-                    if decoded.keys() >= set(run):
+                    keep(self._frames(seek_keyframe(self._container, self._stream, start), members, run[-1]), members)
+                    if decoded.keys() >= members:
                         break
         except av.FFmpegError as exc:
             raise MediaError(f"decoding failed: {exc}") from exc

@@ -8,7 +8,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 
-from ..decode.media import duration_seconds, open_media, stream_fps, video_stream
+from ..decode.media import duration_seconds, open_media, rewind, stream_fps, video_stream
 from ..sample import Sample
 from .base import Subsampler
 from .probe import media_bytes
@@ -122,8 +122,8 @@ class CutDetection(Subsampler):
                 steps[f"cuts_{target}"] = Fraction(frame_step(source_fps, target))
             scores: Dict[str, List[float]] = {}
             for i, (rate, strides) in enumerate(analysis_passes(steps, source_fps).items()):
-                if i:  # a further pass: back to the start
-                    container.seek(0)
+                if i:  # a further pass: back to the first packet (seek(0) can land past MPEG-TS's first keyframe)
+                    rewind(container)
                 distinct = sorted(set(strides.values()))
                 found = content_scores(reduced_frames(container, video, rate, self.width), distinct)
                 scores.update({key: found[distinct.index(stride)] for key, stride in strides.items()})
