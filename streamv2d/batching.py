@@ -12,9 +12,10 @@ Collate = Callable[[List[Sample]], Any]
 
 
 def collate_samples(samples: List[Sample]) -> Dict[str, Any]:
-    """Stack tensors of equal shape (``frames`` → ``[B, T, H, W, C]``); everything else becomes a list."""
+    """Stack tensors of equal shape (``frames`` → ``[B, T, H, W, C]``); everything else becomes a list. Keys are
+    the union over the batch, in first-seen order: a sample without one gets None in its list."""
     batch: Dict[str, Any] = {}
-    for key in samples[0]:
+    for key in dict.fromkeys(k for s in samples for k in s):
         values = [s.get(key) for s in samples]
         if all(isinstance(v, torch.Tensor) for v in values) and len({tuple(v.shape) for v in values}) == 1:
             batch[key] = stack(values)

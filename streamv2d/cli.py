@@ -27,21 +27,22 @@ def _demo(args: argparse.Namespace) -> int:
 def _materialize(args: argparse.Namespace) -> int:
     from .config import load_config
     from .errors import StreamV2DError
+    from .fetch import merged
     from .materialize import materialize
     from .sources.table import TableOptions
 
     try:
-        job = load_config(args.config)
-        for line in job.ignored:
+        job = load_config(args.config, source=args.input)
+        for line in job.notes:
             print(f"config: ignored {line}", file=sys.stderr)
-        for option in (f.name for f in fields(TableOptions)):
-            if getattr(args, option, None) is not None:
-                job.reading[option] = getattr(args, option)
+        table = {f.name: getattr(args, f.name) for f in fields(TableOptions) if getattr(args, f.name, None) is not None}
+        changes = {"table": table}
         if args.format:
-            job.output_format = args.format
+            changes["output_format"] = args.format
         if args.threads:
-            job.fetch.threads = args.threads
-        result = materialize(args.input, args.output, job, processes=args.processes, progress=not args.quiet)
+            changes["fetch"] = merged(job.fetch, threads=args.threads)
+        result = materialize(None, args.output, job.replace(**changes), processes=args.processes,
+                             progress=not args.quiet)
     except (StreamV2DError, ValueError, OSError) as exc:
         print(f"streamv2d materialize: {exc}", file=sys.stderr)
         return 2
@@ -93,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     mat.add_argument("--config", help="YAML job file (ours, or a video2dataset config)")
     mat.add_argument("--processes", type=_positive, default=None, help="worker processes (default: config or 1)")
     mat.add_argument("--threads", type=_positive, help="concurrent fetches per process (default: config or 8)")
-    mat.add_argument("--format", choices=["tar", "parquet", "files"], help="output format (default tar)")
+    mat.add_argument("--format", choices=["tar", "webdataset", "parquet", "files"], help="output format (default tar)")
     mat.add_argument("--url-col", dest="url_col", help="column holding the URL (default url)")
     mat.add_argument("--caption-col", dest="caption_col", help="column holding the caption")
     mat.add_argument("--clip-col", dest="clip_col", help="column holding [[start, end], ...] spans in seconds")

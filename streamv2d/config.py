@@ -1,17 +1,17 @@
 """Job configuration from YAML: ``subsampling``, ``reading``, ``storage``, ``distribution`` sections.
 
-A video2dataset config file runs as is where its features map; every key that does not map is reported,
-so nothing is silently ignored.
+A video2dataset config file runs as is where its features map; a key that has no meaning here is reported
+(``Job.notes``), and a stage that cannot run is an error, so nothing is silently dropped.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
-from typing import Any, Dict, List, Optional
+from dataclasses import fields
+from typing import Any, Dict, List, Mapping, Optional
 
 import yaml
 
 from .cache.evict import parse_size
-from .fetch import FetchConfig
+from .job import Job, positive_int
 from .sources.table import TableOptions
 
 #: video2dataset keys that have no meaning here, with the reason given to the user.
@@ -24,22 +24,12 @@ _V2D_IGNORED = {
     "reading.yt_args.download_audio_rate": "use the audio subsampler to resample audio",
 }
 
-@dataclass
-class JobConfig:
-    """Everything a ``materialize`` job needs besides its input and output paths."""
 
-    subsamplers: List[Any] = field(default_factory=list)
-    reading: Dict[str, Any] = field(default_factory=dict)     # TableOptions fields, as keywords
-    fetch: FetchConfig = field(default_factory=FetchConfig)
-    output_format: str = "tar"
-    processes: int = 1
-    ignored: List[str] = field(default_factory=list)         # "key: reason" lines for the user
-
-
-def load_config(path: Optional[str]) -> JobConfig:
-    """Read a YAML job file (ours or video2dataset's); None gives the defaults."""
+def load_config(path: Optional[str], source: Any = None) -> Job:
+    """The :class:`Job` a YAML file describes (ours or video2dataset's), on ``source``; None gives the defaults.
+    Every value is checked here, before any row runs: a wrong one is a ValueError naming the key."""
     if path is None:
-        return JobConfig()
+        return Job(source=source)
     try:
         with open(path) as f:
             doc = yaml.safe_load(f) or {}
@@ -49,34 +39,46 @@ def load_config(path: Optional[str]) -> JobConfig:
         raise ValueError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(doc, dict):
         raise ValueError(f"{path}: a job config must be a mapping with subsampling/reading/storage/distribution")
+    try:
+        return job_from_dict(doc, source)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+
+
+def job_from_dict(doc: Mapping[str, Any], source: Any = None) -> Job:
+    """The :class:`Job` of a config document (the YAML file's content)."""
     unknown = sorted(set(doc) - {"subsampling", "subsamplers", "reading", "storage", "distribution"})
     if unknown:
-        raise ValueError(f"{path}: unknown section(s) {unknown}")
-    job = JobConfig()
-    reading = dict(doc.get("reading") or {})
-    storage = dict(doc.get("storage") or {})
-    distribution = dict(doc.get("distribution") or {})
-    _translate_v2d(reading, storage, distribution, job.ignored)
-    fetch = reading.pop("fetch", {}) or {}
+        raise ValueError(f"unknown section(s) {unknown}")
+    notes: List[str] = []
+    reading, storage, distribution = (_section(doc, name) for name in ("reading", "storage", "distribution"))
+    _translate_v2d(reading, storage, distribution, notes)
+    fetch = dict(reading.pop("fetch", None) or {})
     if "timeout" in reading:
         fetch.setdefault("read_timeout", reading.pop("timeout"))
-    job.reading = {f.name: reading.pop(f.name) for f in fields(TableOptions) if f.name in reading}
+    table = {f.name: reading.pop(f.name) for f in fields(TableOptions) if f.name in reading}
     if "max_bytes" in fetch:
         fetch["max_bytes"] = parse_size(fetch["max_bytes"])
     if "threads" in distribution:
-        fetch["threads"] = int(distribution.pop("threads"))
-    job.fetch = FetchConfig.from_any(fetch)
-    job.output_format = storage.pop("format", "tar")
-    job.processes = int(distribution.pop("processes", 1))
+        fetch["threads"] = positive_int("distribution.threads", distribution.pop("threads"))
+    output_format = storage.pop("format", "tar")
+    processes = positive_int("distribution.processes", distribution.pop("processes", 1))
     for section, rest in (("reading", reading), ("storage", storage), ("distribution", distribution)):
         if rest:
-            raise ValueError(f"{path}: unknown key(s) in {section}: {sorted(rest)}")
+            raise ValueError(f"unknown key(s) in {section}: {sorted(rest)}")
     subsampling = doc.get("subsamplers", doc.get("subsampling")) or []
-    job.subsamplers = build_subsamplers(subsampling, job.ignored)
-    return job
+    return Job(source=source, subsamplers=build_subsamplers(subsampling, notes), table=table, fetch=fetch,
+               output_format=output_format, processes=processes, notes=notes)
 
 
-def _translate_v2d(reading: dict, storage: dict, distribution: dict, ignored: List[str]) -> None:
+def _section(doc: Mapping[str, Any], name: str) -> Dict[str, Any]:
+    value = doc.get(name) or {}
+    if not isinstance(value, Mapping):
+        raise ValueError(f"section {name}: expected a mapping, got {value!r}")
+    return dict(value)
+
+
+def _translate_v2d(reading: dict, storage: dict, distribution: dict, notes: List[str]) -> None:
     """Rename video2dataset's keys to ours in place, and note the ones that have no counterpart."""
     for dotted, reason in _V2D_IGNORED.items():
         section, *keys = dotted.split(".")
@@ -85,7 +87,7 @@ def _translate_v2d(reading: dict, storage: dict, distribution: dict, ignored: Li
             holder = holder.get(key) if isinstance(holder.get(key), dict) else {}
         if keys[-1] in holder:
             holder.pop(keys[-1])
-            ignored.append(f"{dotted}: {reason}")
+            notes.append(f"{dotted}: {reason}")
     yt_args = reading.pop("yt_args", None) or {}
     if "download_size" in yt_args:
         size = int(yt_args.pop("download_size"))
@@ -93,7 +95,7 @@ def _translate_v2d(reading: dict, storage: dict, distribution: dict, ignored: Li
         fetch.setdefault("yt_dlp_options", {}).setdefault(
             "format", f"best[height<={size}][ext=mp4]/best[height<={size}]/best")
     for key in yt_args:
-        ignored.append(f"reading.yt_args.{key}: not supported")
+        notes.append(f"reading.yt_args.{key}: not supported")
     if "number_sample_per_shard" in storage:
         reading["samples_per_shard"] = storage.pop("number_sample_per_shard")
     if "processes_count" in distribution:
@@ -102,15 +104,23 @@ def _translate_v2d(reading: dict, storage: dict, distribution: dict, ignored: Li
         distribution["threads"] = distribution.pop("thread_count")
     distributor = distribution.pop("distributor", "multiprocessing")
     if distributor != "multiprocessing":
-        ignored.append(f"distribution.distributor: {distributor!r} runs as local multiprocessing here")
+        raise ValueError(f"distribution.distributor: {distributor!r} is not supported yet; use 'multiprocessing' "
+                         "(local processes)")
 
 
-def build_subsamplers(spec: Any, ignored: List[str]) -> List[Any]:
-    """Subsamplers from the YAML list form, or from video2dataset's ``{ClassName: {args: …}}`` form."""
+def build_subsamplers(spec: Any, notes: List[str]) -> List[Any]:
+    """Subsamplers from the YAML list form, from the same names written as one mapping (``{probe: {},
+    fps: {rate: 5}}``, in order), or from video2dataset's ``{ClassName: {args: …}}`` form."""
     if not spec:
         return []
-    from .subsamplers.registry import from_config, from_video2dataset
+    from .subsamplers.registry import available, from_config, from_video2dataset
 
-    if isinstance(spec, dict):
-        return from_video2dataset(spec, ignored)
+    if isinstance(spec, Mapping):
+        ours = set(spec) & set(available())
+        if ours and ours != set(spec):
+            raise ValueError(f"subsampling mixes streamv2d names {sorted(ours)} with others "
+                             f"{sorted(set(spec) - ours)}; use one form")
+        if ours:
+            return from_config([{name: options} for name, options in spec.items()])
+        return from_video2dataset(spec, notes)
     return from_config(spec)

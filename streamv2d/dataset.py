@@ -6,17 +6,20 @@ import random
 from dataclasses import fields
 from typing import Any, Iterator, List, Mapping, Optional, Sequence, Union
 
+import torch
 from torch.utils.data import IterableDataset
 
 from .batching import Collate, batched, collate_samples
-from .cache import CacheStore, write_through
+from .cache import CacheStore
+from .cache.evict import parse_size
 from .distribute import World, consumer_shards, current_world, epoch_order, quota, top_up_pools
 from .fetch import FetchConfig, merged
-from .pipeline import ShardProcessor
+from .job import Job, positive_int
 from .sample import Sample, is_success
-from .sources import Source, open_source
+from .shard import ShardJob
+from .sources import Source
 from .sources.table import TableOptions
-from .subsamplers import SubsamplerLike, compile_chain, split_for_cache
+from .subsamplers import SubsamplerLike
 
 log = logging.getLogger("streamv2d")
 
@@ -39,10 +42,11 @@ class VideoDataset(IterableDataset):
         yield_failures: also yield failure records (``json["status"] != "success"``, no media).
         cache_dir: write every processed shard there as it streams (WebDataset tar, ``_stats.json``, metadata
             parquet), and read complete shards from it in later epochs without any network request. The cache
-            lives in a namespace keyed by the source and subsampler configuration (see the README).
+            lives in a namespace keyed by the source's content and the cached stages (see the README). It sits
+            before the first stage whose output a shard cannot hold (``Frames``; a ``Clip`` right before it),
+            which runs on what the cache returns: the samples are the same with and without a cache.
         cache_limit: bytes (or ``"2TB"``) the cache may hold; whole shards are evicted least recently used.
-        cache_format: ``"tar"`` (default), ``"parquet"`` or ``"files"``. Subsamplers from the first one that
-            makes tensors (``Frames``, or any with ``cacheable = False``) on run after the cache, on its output.
+        cache_format: ``"tar"`` (default), ``"parquet"`` or ``"files"``.
         batch_size, collate_fn: batch inside each worker (use ``DataLoader(batch_size=None)``); saves the
             per-sample IPC cost when samples are small tensors. Default collate stacks equal-shaped tensors.
         rank, world_size: override the distributed world (default: torch.distributed, then RANK/WORLD_SIZE).
@@ -74,29 +78,41 @@ class VideoDataset(IterableDataset):
         if unknown:
             raise TypeError(f"VideoDataset() got unexpected keyword argument(s) {', '.join(unknown)}; table options "
                             f"are {', '.join(f.name for f in fields(TableOptions))}")
-        self.table_options = TableOptions(**table_options)   # checked for tars too
-        fetch_config = merged(FetchConfig.from_any(fetch), threads=fetch_threads,
-                              storage_options=table_options.get("storage_options"))
-        if fetch_config.threads < 1:
-            raise ValueError(f"fetch_threads must be at least 1, got {fetch_config.threads}")
-        if samples_per_rank is not None and samples_per_rank < 0:
-            raise ValueError(f"samples_per_rank must be non-negative, got {samples_per_rank}")
-        self.source = open_source(source, **table_options)
-        cached, after_cache = split_for_cache(subsamplers) if cache_dir else (list(subsamplers), [])
-        self.processor = ShardProcessor(self.source, fetch_config, cached)
-        self.after_cache = compile_chain(after_cache)   # tensor outputs (Frames) run on what the cache returns
-        self.cache = (CacheStore.for_processor(cache_dir, self.processor, fmt=cache_format, limit=cache_limit)
+        fetch_config = FetchConfig.from_any(fetch)
+        if fetch_threads is not None:
+            fetch_config = merged(fetch_config, threads=positive_int("fetch_threads", fetch_threads))
+        self.job = Job(source=source, subsamplers=subsamplers, table=TableOptions(**table_options), fetch=fetch_config)
+        self.shuffle_buffer = positive_int("shuffle_buffer", shuffle_buffer, minimum=0)
+        self.samples_per_rank = positive_int("samples_per_rank", samples_per_rank, allow_none=True)
+        self.batch_size = positive_int("batch_size", batch_size, allow_none=True)
+        if collate_fn is not None and not callable(collate_fn):
+            raise ValueError(f"collate_fn: {collate_fn!r} is not callable")
+        if cache_dir is None and cache_limit is not None:
+            raise ValueError("cache_limit: given without cache_dir; set cache_dir too, or drop cache_limit")
+        parse_size(cache_limit)
+        if (rank is None) != (world_size is None):
+            raise ValueError(f"rank and world_size go together; got rank={rank!r}, world_size={world_size!r}")
+        if rank is not None:
+            World(positive_int("rank", rank, minimum=0), positive_int("world_size", world_size))
+        self.shard_job = ShardJob(self.job)
+        self.source = self.shard_job.source
+        self.cache = (CacheStore.for_job(cache_dir, self.shard_job, fmt=cache_format, limit=cache_limit)
                       if cache_dir else None)
-        self.shuffle_shards = shuffle_shards
-        self.shuffle_buffer = shuffle_buffer
+        self.shuffle_shards = bool(shuffle_shards)
         self.seed = seed
-        self.samples_per_rank = samples_per_rank
         self.yield_failures = yield_failures
-        self.batch_size = batch_size
         self.collate_fn = collate_fn or collate_samples
         self.rank = rank
         self.world_size = world_size
-        self.epoch = 0
+        # shared with DataLoader workers (persistent ones included), so set_epoch reaches them
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+
+    @classmethod
+    def from_job(cls, job: Job, **options: Any) -> "VideoDataset":
+        """The dataset of ``job`` (its source, table options, fetch policy and chain); ``options`` are the
+        loader's own keywords (``cache_dir``, ``batch_size``, ``shuffle_buffer``, …)."""
+        table = {f.name: getattr(job.table, f.name) for f in fields(TableOptions)}
+        return cls(job.source, subsamplers=job.subsamplers, fetch=job.fetch, **table, **options)
 
     def __getstate__(self):
         """Pickled for a spawned DataLoader worker, which cannot see this process's torch.distributed group:
@@ -114,10 +130,14 @@ class VideoDataset(IterableDataset):
     def num_shards(self) -> int:
         return len(self.source.shards())
 
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch.item())
+
     def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose shard order and shuffle to use; call before iterating, as with
-        ``DistributedSampler`` (with ``persistent_workers=True``, workers keep the epoch they started with)."""
-        self.epoch = epoch
+        """Select the epoch whose shard order, shuffle and random draws to use; call before iterating, as with
+        ``DistributedSampler``. Workers read it when an epoch starts, persistent ones included."""
+        self._epoch.fill_(positive_int("epoch", epoch, minimum=0))
 
     def world(self) -> World:
         return current_world(self.rank, self.world_size)
@@ -130,29 +150,24 @@ class VideoDataset(IterableDataset):
         return epoch_order(self.num_shards, seed=self.seed, epoch=self.epoch, shuffle=self.shuffle_shards)
 
     def __iter__(self) -> Iterator[Any]:
-        world = self.world()
+        world, epoch = self.world(), self.epoch
         if self.samples_per_rank is None:
-            samples = self._samples(self.shards_for(world))
+            samples = self._samples(self.shards_for(world), epoch)
         else:
-            samples = self._fixed_length(world, quota(self.samples_per_rank, world))
+            samples = self._fixed_length(world, quota(self.samples_per_rank, world), epoch)
         if self.shuffle_buffer > 1:
-            samples = _shuffled(samples, self.shuffle_buffer, random.Random(f"{self.seed}/{self.epoch}/{world}"))
+            samples = _shuffled(samples, self.shuffle_buffer, random.Random(f"{self.seed}/{epoch}/{world}"))
         if self.batch_size:
             return batched(samples, self.batch_size, self.collate_fn)
         return samples
 
-    def _samples(self, shard_ids: Sequence[int]) -> Iterator[Sample]:
-        shards = self.source.shards()
+    def _samples(self, shard_ids: Sequence[int], epoch: int) -> Iterator[Sample]:
         for shard_id in shard_ids:
-            shard = shards[shard_id]
-            samples = write_through(self.processor, shard, self.cache) if self.cache else self.processor.process(shard)
-            if self.after_cache:
-                samples = self.processor.run_after(samples, self.after_cache)
-            for sample in samples:
+            for sample in self.shard_job.samples(shard_id, self.cache, epoch=epoch):
                 if self.yield_failures or is_success(sample):
                     yield sample
 
-    def _fixed_length(self, world: World, target: int) -> Iterator[Sample]:
+    def _fixed_length(self, world: World, target: int, epoch: int) -> Iterator[Sample]:
         """Yield exactly ``target`` items (failure records count when yielded), cycling over this consumer's
         shards as often as needed and widening to its rank's, then all shards when a pass yields no success."""
         if target <= 0:   # more workers than the rank's samples: this one has nothing to yield
@@ -161,7 +176,7 @@ class VideoDataset(IterableDataset):
         produced, level = 0, 0
         while produced < target and pools:
             succeeded = False
-            for sample in self._samples(pools[level]):
+            for sample in self._samples(pools[level], epoch):
                 succeeded = succeeded or is_success(sample)
                 produced += 1
                 yield sample

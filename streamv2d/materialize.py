@@ -1,13 +1,17 @@
-"""``streamv2d materialize``: the dataset's write-through iterator, run to completion by N processes.
+"""``streamv2d materialize``: every shard job of a :class:`~streamv2d.job.Job`, run to completion by N processes.
 
-Each process takes the next incomplete input shard from a shared queue and drains ``write_through`` for it —
-the very generator a training epoch uses — so a materialized folder is exactly what a cached epoch would hold.
-Complete shards are skipped, a killed job resumes from the journal, and progress flows back to one tqdm bar.
+Each process takes the next incomplete input shard from a shared queue and runs its unit of work
+(:meth:`ShardJob.run`: the very write-through stage a training epoch uses), so a materialized folder is exactly
+what a cached epoch would hold. Complete shards are skipped, a killed job resumes from the shards' journals, a
+shard another run holds is left to it (and waited for at the end, or taken over if its holder dies), and
+progress flows back to one tqdm bar. Workers die with their parent, whatever kills it.
 """
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing as mp
+import os
 import queue
 import signal
 import time
@@ -17,11 +21,10 @@ from typing import Any, List, Optional
 from tqdm import tqdm
 
 from .cache import CacheStore, write_through
-from .config import JobConfig
-from .pipeline import ShardProcessor
+from .job import Job, positive_int
 from .report import Summary, summarize
 from .sample import is_success, media_key
-from .sources import open_source
+from .shard import ShardJob
 
 log = logging.getLogger("streamv2d")
 
@@ -38,14 +41,16 @@ class MaterializeResult:
     summary: Summary
 
 
-def materialize(source: Any, output: str, job: Optional[JobConfig] = None, *, processes: Optional[int] = None,
+def materialize(source: Any, output: str, job: Optional[Job] = None, *, processes: Optional[int] = None,
                 progress: bool = True) -> MaterializeResult:
-    """Process every incomplete shard of ``source`` into ``output``; see the module docstring."""
-    job = job or JobConfig()
-    processes = max(1, processes or job.processes)
-    processor = ShardProcessor(open_source(source, **job.reading), job.fetch, job.subsamplers)
-    store = CacheStore.for_processor(output, processor, fmt=job.output_format, flat=True)
-    shards = processor.source.shards()
+    """Process every incomplete shard of ``job`` on ``source`` (None: the job's own) into ``output``; see the
+    module docstring. Stages a shard cannot hold (``Frames``) are refused before anything runs."""
+    job = (job or Job()).replace(**({"source": source} if source is not None else {}))
+    job.require_cacheable("materialize")
+    processes = positive_int("processes", processes if processes is not None else job.processes)
+    shard_job = ShardJob(job)
+    store = CacheStore.for_job(output, shard_job, fmt=job.output_format, flat=True)
+    shards = shard_job.shards()
     todo = [s.id for s in shards if not store.is_complete(s.id)]
     skipped = len(shards) - len(todo)
     if skipped:
@@ -55,22 +60,23 @@ def materialize(source: Any, output: str, job: Optional[JobConfig] = None, *, pr
         print(f"{len(todo)} shard(s) to process: running {len(todo)} process(es) rather than {processes} "
               "(a shard is one process's unit of work; lower samples_per_shard for more parallelism)")
     if todo:
-        failed = _run(processor, store, todo, min(processes, len(todo)), progress)
+        failed = _run(shard_job, store, todo, min(processes, len(todo)), progress)
     summary = summarize(store.root)
     return MaterializeResult(skipped, len(todo) - len(failed), failed, summary)
 
 
-def _run(processor: ShardProcessor, store: CacheStore, todo: List[int], processes: int, progress: bool) -> List[int]:
+def _run(shard_job: ShardJob, store: CacheStore, todo: List[int], processes: int, progress: bool) -> List[int]:
     ctx = mp.get_context("fork")
     tasks, events = ctx.Queue(), ctx.Queue()
     for shard_id in todo:
         tasks.put(shard_id)
     for _ in range(processes):
         tasks.put(None)
-    workers = [ctx.Process(target=_worker, args=(processor, store, tasks, events), daemon=True)
+    workers = [ctx.Process(target=_worker, args=(shard_job, store, tasks, events), daemon=True)
                for _ in range(processes)]
     for w in workers:
         w.start()
+    previous_term = signal.signal(signal.SIGTERM, _raise_interrupt)   # kill: stop the workers too
     bar = tqdm(total=len(todo), unit="shard", disable=not progress, dynamic_ncols=True)
     samples = successes = nbytes = 0
     failed: List[int] = []
@@ -100,6 +106,7 @@ def _run(processor: ShardProcessor, store: CacheStore, todo: List[int], processe
             w.terminate()
         raise
     finally:
+        signal.signal(signal.SIGTERM, previous_term)
         bar.close()
         for w in workers:
             w.join(timeout=5)
@@ -109,25 +116,61 @@ def _run(processor: ShardProcessor, store: CacheStore, todo: List[int], processe
     return sorted(failed + lost)
 
 
-def _worker(processor: ShardProcessor, store: CacheStore, tasks, events) -> None:
-    """Drain ``write_through`` for shard ids from ``tasks`` until a None arrives; report counts on ``events``.
-    Ctrl-C is the parent's to handle: it stops the workers."""
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _die_with_parent() -> None:
+    """Ask the kernel to kill this process when its parent dies (Linux), even by ``kill -9``."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):   # not Linux: the parent's SIGTERM handler still stops us
+        return
+    if os.getppid() == 1:               # the parent died before the request took effect
+        os._exit(1)
+
+
+def _worker(shard_job: ShardJob, store: CacheStore, tasks, events) -> None:
+    """Run the unit of work for shard ids from ``tasks`` until a None arrives; report counts on ``events``.
+    A shard another process holds is left for last, then waited for: done by its holder, or taken over when
+    the holder dies (its lease goes with it). Ctrl-C is the parent's to handle: it stops the workers."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _die_with_parent()
+    deferred: List[int] = []
     while True:
         shard_id = tasks.get()
         if shard_id is None:
-            return
-        counts, last = [0, 0, 0], time.perf_counter()
-        try:
-            for sample in write_through(processor, processor.source.shards()[shard_id], store):
-                counts[0] += 1
-                if is_success(sample):
-                    counts[1] += 1
-                    ext = media_key(sample)
-                    counts[2] += len(sample[ext]) if ext else 0
-                if time.perf_counter() - last > _REPORT_EVERY:
-                    events.put(("progress", shard_id, counts))
-                    counts, last = [0, 0, 0], time.perf_counter()
-            events.put(("done", shard_id, counts))
-        except Exception as exc:  # a bug or a disk error on one shard: report it, keep the others going
-            events.put(("error", shard_id, counts + [f"{type(exc).__name__}: {exc}"]))
+            break
+        if not _held_elsewhere(store, shard_id):
+            _run_one(shard_job, store, shard_id, events)
+        else:
+            deferred.append(shard_id)
+    for shard_id in deferred:
+        with store.lease(shard_id) as lease:
+            lease.acquire(exclusive=False, wait=True)   # returns once the holder published or died
+        _run_one(shard_job, store, shard_id, events)
+
+
+def _held_elsewhere(store: CacheStore, shard_id: int) -> bool:
+    """Whether another process holds shard ``shard_id``'s exclusive lease right now."""
+    with store.lease(shard_id) as lease:
+        return not lease.acquire(exclusive=True, wait=False)
+
+
+def _run_one(shard_job: ShardJob, store: CacheStore, shard_id: int, events) -> None:
+    counts, last = [0, 0, 0], time.perf_counter()
+    try:
+        for sample in write_through(shard_job, shard_id, store, on_disk_error="raise"):
+            counts[0] += 1
+            if is_success(sample):
+                counts[1] += 1
+                ext = media_key(sample)
+                counts[2] += len(sample[ext]) if ext else 0
+            if time.perf_counter() - last > _REPORT_EVERY:
+                events.put(("progress", shard_id, counts))
+                counts, last = [0, 0, 0], time.perf_counter()
+        events.put(("done", shard_id, counts))
+    except Exception as exc:  # a bug or a disk error on one shard: report it, keep the others going
+        events.put(("error", shard_id, counts + [f"{type(exc).__name__}: {exc}"]))

@@ -10,19 +10,19 @@ from conftest import write_csv
 from streamv2d.cache import CacheStore, NamespaceMismatch, write_through
 from streamv2d.cache.evict import disk_usage
 from streamv2d.fetch import FetchConfig
-from streamv2d.pipeline import ShardProcessor
-from streamv2d.sources import TableSource
+from streamv2d.job import Job
+from streamv2d.shard import ShardJob
 from streamv2d.subsamplers import Subsampler
 
 
 def make_processor(tmp_path, rows: List[dict], samples_per_shard: int, subsamplers=(), threads: int = 4):
-    """A table of ``rows`` cut into shards, processed with fast-failing fetch settings."""
+    """The shard jobs of a table of ``rows``, with fast-failing fetch settings."""
     table = str(tmp_path / "urls.csv")
     if not os.path.exists(table):
         write_csv(table, rows)
-    source = TableSource(table, caption_col="caption", samples_per_shard=samples_per_shard,
-                         table_cache=str(tmp_path / "tables"))
-    return ShardProcessor(source, FetchConfig(threads=threads, retries=0), subsamplers)
+    return ShardJob(Job(source=table, subsamplers=subsamplers, fetch=FetchConfig(threads=threads, retries=0),
+                        table={"caption_col": "caption", "samples_per_shard": samples_per_shard,
+                               "table_cache": str(tmp_path / "tables")}))
 
 
 def forget(store: CacheStore, shard_id: int) -> None:
@@ -32,13 +32,13 @@ def forget(store: CacheStore, shard_id: int) -> None:
 
 
 def run(processor, store, shard_id=0):
-    return list(write_through(processor, processor.source.shards()[shard_id], store))
+    return list(write_through(processor, shard_id, store))
 
 
 @pytest.mark.parametrize("fmt", ["tar", "parquet", "files"])
 def test_second_pass_reads_the_cache_without_requests(tmp_path, url_rows, server, fmt):
     processor = make_processor(tmp_path, url_rows[:5], samples_per_shard=5)
-    store = CacheStore.for_processor(str(tmp_path / "cache"), processor, fmt=fmt)
+    store = CacheStore.for_job(str(tmp_path / "cache"), processor, fmt=fmt)
     first = run(processor, store)
     assert store.is_complete(0) and server.total_requests() == 5
     second = run(processor, store)
@@ -54,8 +54,8 @@ def test_second_pass_reads_the_cache_without_requests(tmp_path, url_rows, server
 
 def test_early_stop_publishes_nothing_and_resumes(tmp_path, url_rows, server):
     processor = make_processor(tmp_path, url_rows[:6], samples_per_shard=6, threads=1)
-    store = CacheStore.for_processor(str(tmp_path / "cache"), processor)
-    stream = write_through(processor, processor.source.shards()[0], store)
+    store = CacheStore.for_job(str(tmp_path / "cache"), processor)
+    stream = write_through(processor, 0, store)
     head = [next(stream), next(stream)]
     stream.close()                                          # training stopped mid-shard
     paths = store.paths(0)
@@ -64,7 +64,7 @@ def test_early_stop_publishes_nothing_and_resumes(tmp_path, url_rows, server):
     fetched_before = dict(server.requests)
     everything = run(processor, store)
     assert [s["__key__"] for s in everything] == [f"00000{i}" for i in range(6)]
-    assert everything[:2] == [dict(s, __url__=paths.spool) for s in head]   # replayed from the spool
+    assert everything[:2] == [dict(s, __url__=paths.spool) for s in head]   # replayed from the spool, as written
     for sample in head:                                     # the journaled rows were not fetched again
         path = sample["json"]["url"].split(server.base_url)[1]
         assert server.requests[path] == fetched_before[path] == 1
@@ -77,10 +77,11 @@ def test_permanent_failures_are_replayed_transient_ones_retried(tmp_path, url_ro
                            {"url": server.url("status/503"), "caption": "busy"},
                            {"url": server.url(f"flaky/1/{corpus_names[3]}"), "caption": "flaky"}]
     processor = make_processor(tmp_path, rows, samples_per_shard=6)
-    store = CacheStore.for_processor(str(tmp_path / "cache"), processor)
+    store = CacheStore.for_job(str(tmp_path / "cache"), processor)
     first = {s["json"]["caption"]: s["json"] for s in run(processor, store)}
-    assert first["gone"]["permanent"] is True and first["not media"]["permanent"] is True
-    assert first["busy"]["permanent"] is False and first["flaky"]["status"] == "failed_to_download"
+    assert not any("permanent" in meta for meta in first.values())          # no control flag in user data
+    assert store.memo.get(first["gone"]["url"]) and store.memo.get(first["not media"]["url"])
+    assert store.memo.get(first["busy"]["url"]) is None and first["flaky"]["status"] == "failed_to_download"
     forget(store, 0)
     before = dict(server.requests)
     second = {s["json"]["caption"]: s["json"] for s in run(processor, store)}
@@ -95,7 +96,7 @@ def test_permanent_failures_are_replayed_transient_ones_retried(tmp_path, url_ro
 
 def test_a_shard_being_written_elsewhere_is_streamed_uncached(tmp_path, url_rows, server):
     processor = make_processor(tmp_path, url_rows[:3], samples_per_shard=3)
-    store = CacheStore.for_processor(str(tmp_path / "cache"), processor)
+    store = CacheStore.for_job(str(tmp_path / "cache"), processor)
     with store.lease(0) as other_writer:
         assert other_writer.acquire(exclusive=True, wait=False)
         samples = run(processor, store)
@@ -117,33 +118,33 @@ def test_changed_subsamplers_get_a_new_namespace(tmp_path, url_rows, server):
     roots = set()
     for chain in ([], [Scale(64)], [Scale(32)]):
         processor = make_processor(tmp_path, url_rows[:2], samples_per_shard=2, subsamplers=chain)
-        store = CacheStore.for_processor(cache, processor)
+        store = CacheStore.for_job(cache, processor)
         roots.add(store.root)
         samples = run(processor, store)
         assert all(s["json"].get("width") == (chain[0].width if chain else None) for s in samples)
     assert len(roots) == 3 and server.total_requests() == 6
-    assert CacheStore.for_processor(cache, processor, fmt="parquet").root not in roots
+    assert CacheStore.for_job(cache, processor, fmt="parquet").root not in roots
 
 
 def test_eviction_respects_the_limit_and_spares_leased_shards(tmp_path, corpus_dir, corpus_names):
     rows = [{"url": os.path.join(corpus_dir, n), "caption": n} for n in corpus_names[:8]]  # local files: no server
     processor = make_processor(tmp_path, rows, samples_per_shard=2)
     cache = str(tmp_path / "cache")
-    store = CacheStore.for_processor(cache, processor)
-    for shard in processor.source.shards():
+    store = CacheStore.for_job(cache, processor)
+    for shard in processor.shards():
         run(processor, store, shard.id)
     for shard_id, used in enumerate([400, 100, 300, 200]):       # least recently used: 1, 3, 2, 0
         os.utime(store.paths(shard_id).stats, (used, used))
     sizes = {i: sum(os.path.getsize(p) for p in store.paths(i).published()) for i in range(4)}
     overhead = disk_usage(cache) - sum(sizes.values())
-    limited = CacheStore.for_processor(cache, processor, limit=overhead + sizes[0] + sizes[1] + 1)
+    limited = CacheStore.for_job(cache, processor, limit=overhead + sizes[0] + sizes[1] + 1)
     with limited.lease(1) as reader:                             # shard 1 (the LRU) is being read
         assert reader.acquire(exclusive=False, wait=False)
         evicted = limited.enforce_limit()
     assert [e.paths.shard_id for e in evicted] == [3, 2]        # LRU order, the leased shard spared
     assert disk_usage(cache) <= limited.limit
     assert limited.complete_shards() == [0, 1]
-    assert CacheStore.for_processor(cache, processor, limit="1").enforce_limit()[0].paths.shard_id == 1
+    assert CacheStore.for_job(cache, processor, limit="1").enforce_limit()[0].paths.shard_id == 1
 
 
 class _CachedShards(torch.utils.data.IterableDataset):
@@ -154,13 +155,13 @@ class _CachedShards(torch.utils.data.IterableDataset):
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
-        for shard in self.processor.source.shards()[info.id::info.num_workers]:
-            yield from write_through(self.processor, shard, self.store)
+        for shard in self.processor.shards()[info.id::info.num_workers]:
+            yield from write_through(self.processor, shard.id, self.store)
 
 
 def test_dataloader_workers_write_and_read_the_cache(tmp_path, url_rows, server):
     processor = make_processor(tmp_path, url_rows[:8], samples_per_shard=2)
-    store = CacheStore.for_processor(str(tmp_path / "cache"), processor)
+    store = CacheStore.for_job(str(tmp_path / "cache"), processor)
     # the parent opens the journal before forking (with its own processor: a ShardProcessor that has
     # started its thread pool must not cross a fork, see the report)
     run(make_processor(tmp_path, url_rows[:8], samples_per_shard=2), store, 0)
@@ -173,8 +174,8 @@ def test_dataloader_workers_write_and_read_the_cache(tmp_path, url_rows, server)
 
 def test_a_lost_spool_restarts_the_shard_from_scratch(tmp_path, url_rows, server):
     processor = make_processor(tmp_path, url_rows[:3], samples_per_shard=3, threads=1)
-    store = CacheStore.for_processor(str(tmp_path / "cache"), processor)
-    stream = write_through(processor, processor.source.shards()[0], store)
+    store = CacheStore.for_job(str(tmp_path / "cache"), processor)
+    stream = write_through(processor, 0, store)
     next(stream)
     stream.close()
     os.remove(store.paths(0).spool)                  # e.g. a machine crash lost the unsynced spool
@@ -187,11 +188,11 @@ def test_a_lost_spool_restarts_the_shard_from_scratch(tmp_path, url_rows, server
 def test_a_flat_output_folder_refuses_another_configuration(tmp_path, url_rows, server):
     processor = make_processor(tmp_path, url_rows[:2], samples_per_shard=2)
     out = str(tmp_path / "out")
-    store = CacheStore.for_processor(out, processor, flat=True)
+    store = CacheStore.for_job(out, processor, flat=True)
     run(processor, store)
     assert sorted(n for n in os.listdir(out) if not n.startswith(".")) == \
-        ["00000.parquet", "00000.tar", "00000_stats.json", "namespace.json"]
-    assert CacheStore.for_processor(out, processor, flat=True).is_complete(0)
+        ["00000.parquet", "00000.tar", "00000_stats.json"]   # bookkeeping stays in the hidden folder
+    assert CacheStore.for_job(out, processor, flat=True).is_complete(0)
     changed = make_processor(tmp_path, url_rows[:2], samples_per_shard=2, subsamplers=[Scale(8)])
     with pytest.raises(NamespaceMismatch, match="another source, subsampler chain or format"):
-        CacheStore.for_processor(out, changed, flat=True)
+        CacheStore.for_job(out, changed, flat=True)

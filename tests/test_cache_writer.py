@@ -8,8 +8,9 @@ import pytest
 import torch
 import webdataset as wds
 
-from streamv2d.cache import Journal, ShardPaths, TarSpool, encode_sample, parse_size, read_output_shard
-from streamv2d.cache.writer import publish_data, write_metadata
+from streamv2d.cache import (FailureMemo, MetadataSchema, ShardJournal, ShardPaths, TarSpool, encode_sample, parse_size,
+                             read_output_shard)
+from streamv2d.cache.writer import publish_data
 from streamv2d.stats import ShardStats
 
 SAMPLES = [
@@ -89,17 +90,20 @@ def test_spool_resumes_at_an_offset(tmp_path):
     assert open(cut, "rb").read() == open(whole, "rb").read()
 
 
-def test_metadata_has_a_row_per_input_row(tmp_path):
-    rows = [{"key": "0", "url": "u0", "status": "success", "error_message": None, "clips": [[0, 1]]},
-            {"key": "1", "url": "u1", "status": "failed_to_download", "error_message": "HTTP 404",
-             "permanent": True, "clips": "oops"}]
-    path = str(tmp_path / "00000.parquet")
-    write_metadata(path, rows)
-    table = pq.read_table(path).to_pylist()
-    assert [r["key"] for r in table] == ["0", "1"]
-    assert table[1]["status"] == "failed_to_download" and table[1]["permanent"] is True
-    assert table[0]["permanent"] is None
-    assert json.loads(table[0]["clips"]) == [[0, 1]]      # mixed-type column stored as JSON text
+def test_metadata_parquets_of_a_job_share_one_schema(tmp_path):
+    """Shards with and without failures, with and without a stage's field, read together (they did not:
+    error_message typed null in a shard with no failure, columns present in some shards only)."""
+    schema = MetadataSchema({"url": "string", "clips": "json", "clip_index": "int64", "video_metadata": "json"})
+    ok = [{"key": "0", "url": "u0", "status": "success", "error_message": None, "clips": [[0, 1]], "clip_index": 0,
+           "video_metadata": {"width": 64}}]
+    failed = [{"key": "1", "url": "u1", "status": "failed_to_download", "error_message": "HTTP 404"}]
+    for name, rows in (("00000.parquet", ok), ("00001.parquet", failed)):
+        schema.write(str(tmp_path / name), rows)
+    table = pq.read_table([str(tmp_path / "00000.parquet"), str(tmp_path / "00001.parquet")]).to_pylist()
+    assert [r["key"] for r in table] == ["0", "1"] and table[1]["error_message"] == "HTTP 404"
+    assert json.loads(table[0]["clips"]) == [[0, 1]] and table[0]["clip_index"] == 0
+    assert table[1]["video_metadata"] is None and "permanent" not in table[0]
+    assert pq.read_schema(str(tmp_path / "00000.parquet")) == pq.read_schema(str(tmp_path / "00001.parquet"))
 
 
 @pytest.mark.parametrize("text,expected", [("2TB", 2 * 10**12), ("500MB", 500 * 10**6), ("1.5GiB", 3 * 2**29),
@@ -113,21 +117,33 @@ def test_parse_size_refuses_nonsense():
         parse_size("lots")
 
 
-def test_journal_commits_rows_and_clears(tmp_path):
-    journal = Journal(str(tmp_path / "j"), "ns")
-    other = Journal(str(tmp_path / "j"), "other")
+def test_shard_journal_resumes_by_position_and_survives_a_torn_line(tmp_path):
+    journal = ShardJournal(str(tmp_path / "spool" / "00003.journal"))
     stats = ShardStats(3)
     stats.count = 2
-    journal.commit_row(3, "k0", 100, stats, {"key": "k0", "url": "u0", "status": "success"})
-    journal.commit_row(3, "k1", 250, stats, {"key": "k1", "url": "u1", "status": "failed_to_download",
-                                             "error_message": "HTTP 404"}, permanent_failure=True)
-    progress = journal.progress(3)
-    assert (progress.offset, progress.rows, progress.stats.count) == (250, 2, 2)
-    assert journal.done_keys(3) == {"k0", "k1"} and other.done_keys(3) == set()
-    assert [m["key"] for m in journal.metadata(3)] == ["k0", "k1"]
-    assert other.failure("u1")["error_message"] == "HTTP 404"   # the memo is shared by namespaces
-    journal.clear(3)
-    assert journal.progress(3) is None and journal.metadata(3) == [] and journal.failure("u1") is not None
+    journal.start(journal.load(0))
+    journal.append(0, 100, stats, [{"key": "k0"}])
+    journal.append(1, 250, stats, [{"key": "k1"}, {"key": "k1_b"}])
+    journal.close()
+    with open(journal.path, "a") as f:
+        f.write('{"row": 2, "offs')                             # a kill mid-line
+    progress = journal.load(spool_size=300)
+    assert (progress.rows, progress.offset, progress.stats.count) == (2, 250, 2)
+    assert [m["key"] for m in progress.metadata] == ["k0", "k1", "k1_b"]
+    assert journal.load(spool_size=200).rows == 1              # the spool lost row 1: resume after row 0
+    assert journal.load(spool_size=None).rows == 0
+    journal.start(progress)
+    journal.seal(stats)
+    sealed = journal.load(spool_size=None)                     # the spool was published: sealed stands alone
+    assert sealed.sealed and sealed.rows == 2 and len(sealed.metadata) == 3
+    journal.remove()
+    assert journal.load(0).rows == 0 and not os.path.exists(journal.path)
+
+
+def test_failure_memo_is_scoped_by_fetch_settings(tmp_path):
+    memo, other = FailureMemo(str(tmp_path / "memo"), "a"), FailureMemo(str(tmp_path / "memo"), "b")
+    memo.put("u1", {"status": "failed_to_download", "error_message": "HTTP 404"})
+    assert memo.get("u1")["error_message"] == "HTTP 404" and memo.get("u2") is None and other.get("u1") is None
 
 
 def test_stale_temporaries_of_a_killed_publish_are_removed(tmp_path):
@@ -135,9 +151,9 @@ def test_stale_temporaries_of_a_killed_publish_are_removed(tmp_path):
     from streamv2d.cache.writer import remove_stale_temps
 
     paths = ShardPaths(str(tmp_path), 7, "tar", 5)
-    for name in (paths.data + ".tmp-999", paths.stats + ".tmp-12", paths.meta + ".tmp-3"):
+    for name in (paths.data + ".tmp-h-999-ab", paths.stats + ".tmp-h-12-cd", paths.meta + ".tmp-h-3-ef"):
         open(name, "w").close()
-    keep = tmp_path / "00008.tar.tmp-5"
+    keep = tmp_path / "00008.tar.tmp-h-5-aa"
     keep.write_text("another shard's")
     remove_stale_temps(paths)
-    assert sorted(os.listdir(tmp_path)) == ["00008.tar.tmp-5"]
+    assert sorted(os.listdir(tmp_path)) == ["00008.tar.tmp-h-5-aa"]

@@ -129,10 +129,25 @@ class SpanConsumer:
 
 def test_clip_before_span_consumer_shares_bytes():
     data = make_video(3.0, 64, 48, fps=10)
-    chain = compile_chain([Clip(window=1.0), FPS(5), SpanConsumer()])
+    chain = compile_chain([Clip(window=1.0), SpanConsumer()])
     out = run_chain(sample_of(data), chain)
     assert [s["json"]["seen_span"] for s in out] == [[0.0, 1.0], [1.0, 2.0], [2.0, 3.0]]
     assert all(s["mp4"] is data for s in out) and [s["__key__"] for s in out] == ["k_0", "k_1", "k_2"]
+
+
+def test_clip_with_fps_before_span_consumer_is_transcoded():
+    """FPS (or Resolution) in the clip's group must not be dropped by the span shortcut: the consumer sees
+    5 fps clips, as it would with a cache (the finding: 25 fps without a cache, 5 fps with one)."""
+    class Seen(SpanConsumer):
+        def __call__(self, sample):
+            sample["json"]["seen_span"] = sample["json"].get("span")
+            return sample
+
+    data = make_video(3.0, 64, 48, fps=10)
+    out = run_chain(sample_of(data), compile_chain([Clip(window=1.0), FPS(5), Seen()]))
+    assert len(out) == 3 and all(s["json"]["seen_span"] is None and s["mp4"] is not data for s in out)
+    with av.open(io.BytesIO(out[0]["mp4"])) as container:
+        assert abs(float(container.streams.video[0].average_rate) - 5) < 0.01
 
 
 def test_cut_detection_finds_the_cut_and_makes_clips():

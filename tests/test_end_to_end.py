@@ -43,7 +43,7 @@ def test_shard_stats_use_video2dataset_fields(tmp_path, url_rows, server):
     rows = url_rows[:3] + [{"url": server.url("status/404"), "caption": "x"}]
     ds = sv.VideoDataset(write_csv(str(tmp_path / "t.csv"), rows), samples_per_shard=10)
     stats = ShardStats(0)
-    list(ds.processor.process(ds.source.shards()[0], stats))
+    list(ds.shard_job.rows(0, stats=stats))
     doc = stats.to_dict()
     assert {k: doc[k] for k in ("count", "successes", "failed_to_download", "failed_to_subsample")} == \
            {"count": 4, "successes": 3, "failed_to_download": 1, "failed_to_subsample": 0}
@@ -123,7 +123,7 @@ def test_stats_count_rows_not_samples(tmp_path, url_rows):
     ds = sv.VideoDataset(write_csv(str(tmp_path / "t.csv"), url_rows[:3]), subsamplers=[split, drop_second],
                          samples_per_shard=10)
     stats = ShardStats(0)
-    list(ds.processor.process(ds.source.shards()[0], stats))
+    list(ds.shard_job.rows(0, stats=stats))
     doc = stats.to_dict()
     assert (doc["count"], doc["successes"], doc["samples"]) == (3, 2, 6)
     assert doc["status_dict"] == {"success": 2, "filtered": 1}

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import webdataset as wds
 
 from streamv2d.cli import main
@@ -26,7 +27,7 @@ def listing(folder):
 
 
 def published(folder):
-    return sorted(n for n in os.listdir(folder) if not n.startswith(".") and not n.endswith(".partial"))
+    return sorted(n for n in os.listdir(folder) if not n.startswith("."))
 
 
 def tar_payloads(folder):
@@ -48,7 +49,8 @@ def test_materialize_two_processes_then_skip(tmp_path, url_rows, server, capsys)
     assert "successes: 12 (92.3%)" in printed and "HTTP 404" in printed
     assert [n for n in published(out) if n.endswith("_stats.json")] == [f"{k:05d}_stats.json" for k in range(3)]
     samples = list(wds.WebDataset(os.path.join(out, "{00000..00002}.tar"), shardshuffle=False))
-    assert len(samples) == 12 and all(s["mp4"][4:8] == b"ftyp" for s in samples)
+    videos = [s for s in samples if "mp4" in s]   # the failed row is written too (json, txt), as video2dataset does
+    assert len(samples) == 13 and len(videos) == 12 and all(s["mp4"][4:8] == b"ftyp" for s in videos)
     before = server.total_requests()
     assert main(["materialize", table, out, "--caption-col", "caption", "--samples-per-shard", "5", "-q"]) == 0
     assert "3 of 3 shards already complete" in capsys.readouterr().out
@@ -67,8 +69,8 @@ def test_kill_9_then_resume_equals_uninterrupted(tmp_path, server, corpus_names)
     time.sleep(0.3)                                                       # the next shards are part-way
     os.killpg(job.pid, signal.SIGKILL)
     job.wait()
-    assert any(n.endswith(".partial") for n in os.listdir(killed))      # killed mid-shard
-    assert all(not n.endswith((".tmp", ".partial")) for n in published(killed))
+    assert listing(os.path.join(killed, ".streamv2d", "spool"))            # killed mid-shard
+    assert all(".tmp" not in n for n in published(killed))
     fetched_before_resume = server.total_requests()
     resumed = cli("materialize", table, killed, *args)
     assert resumed.wait(timeout=120) == 0, resumed.stderr.read()
@@ -106,10 +108,10 @@ distribution:
     distributor: "multiprocessing"
 """)
     job = load_config(str(config))
-    assert job.reading == {"samples_per_shard": 1000}
+    assert job.table.samples_per_shard == 1000
     assert job.processes == 16 and job.fetch.threads == 32 and job.fetch.read_timeout == 60
     assert "height<=360" in job.fetch.yt_dlp_options["format"]
-    ignored = " ".join(job.ignored)
+    ignored = " ".join(job.notes)
     for key in ("oom_shard_count", "captions_are_subtitles", "subjob_size", "sampler", "yt_metadata_args",
                 "download_audio_rate"):
         assert key in ignored
@@ -136,14 +138,20 @@ subsampling:
     ClippingSubsampler: {args: {min_length: 4.0, max_length: 10.0, max_length_strategy: "all",
                                 precision: "keyframe_adjusted"}}
     FFProbeSubsampler: {args: {extract_keyframes: False}}
-    WhisperSubsampler: {args: {model_name: "large-v2"}}
 """)
     job = load_config(str(config))
     assert [type(s).__name__ for s in job.subsamplers] == ["Probe", "CutDetection", "Clip", "FPS", "Resolution"]
     cuts, clip, fps, res = job.subsamplers[1:]
     assert cuts.cuts_are_clips and cuts.threshold == 11.5 and clip.precision == "keyframe_adjusted"
     assert fps.rate == 5 and (res.width, res.height, res.mode) == (224, 224, "scale,crop,pad")
-    assert any("WhisperSubsampler" in line for line in job.ignored)
+
+
+def test_a_stage_that_cannot_run_stops_the_config(tmp_path):
+    """A stage with no counterpart was dropped while the job reported success; now the config is refused."""
+    config = tmp_path / "v2d.yaml"
+    config.write_text("subsampling: {FFProbeSubsampler: {}, WhisperSubsampler: {args: {model_name: large-v2}}}\n")
+    with pytest.raises(ValueError, match="WhisperSubsampler cannot run here"):
+        load_config(str(config))
 
 
 def test_materialize_with_our_yaml_transcodes(tmp_path, url_rows):
@@ -177,7 +185,7 @@ def test_example_job_file_loads():
     assert [type(s).__name__ for s in job.subsamplers] == ["Probe", "FPS", "Resolution", "Encode"]
     assert job.fetch.max_bytes == 500_000_000 and job.fetch.yt_dlp_options == {"format": "best[height<=360]/best"}
     assert (job.processes, job.fetch.threads, job.output_format) == (2, 8, "tar")
-    assert job.reading == {"url_col": "url", "caption_col": "caption", "samples_per_shard": 1000}
+    assert (job.table.url_col, job.table.caption_col, job.table.samples_per_shard) == ("url", "caption", 1000)
 
 
 def test_materialize_then_reprocess_then_train(tmp_path, url_rows):

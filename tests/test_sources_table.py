@@ -155,7 +155,7 @@ def test_unknown_keywords_are_named_whatever_the_source(tmp_path):
 
     table = write_table(tmp_path / "urls.csv", "csv")
     ds = sv.VideoDataset(table, url_col="url", samples_per_shard=4, table_cache=str(tmp_path / "c"))
-    assert ds.table_options.samples_per_shard == 4 and ds.num_shards == 6
+    assert ds.job.table.samples_per_shard == 4 and ds.num_shards == 6
     for source in (table, str(tmp_path / "x{00000..00001}.tar")):
         with pytest.raises(TypeError, match=r"VideoDataset\(\) got unexpected keyword argument\(s\) shuffle_bufer; "
                                             r"table options are url_col"):
@@ -169,8 +169,8 @@ def test_yaml_reading_section_accepts_exactly_the_table_options(tmp_path):
 
     config = tmp_path / "job.yaml"
     config.write_text("reading: {url_col: link, table_cache: /tmp/t, save_additional_columns: [a]}\n")
-    assert load_config(str(config)).reading == {"url_col": "link", "table_cache": "/tmp/t",
-                                                "save_additional_columns": ["a"]}
+    table = load_config(str(config)).table
+    assert (table.url_col, table.table_cache, table.save_additional_columns) == ("link", "/tmp/t", ("a",))
     config.write_text("reading: {url_col: link, caption_column: name}\n")
     with pytest.raises(ValueError, match=r"unknown key\(s\) in reading: \['caption_column'\]"):
         load_config(str(config))

@@ -156,8 +156,9 @@ def test_compile_chain_fuses_consecutive_video_ops():
     assert all(isinstance(c.probe, Probe) for c in chain)
     remux = compile_chain([Probe(), Clip(window=1, precision="keyframe")])   # no decoding: Probe stays apart
     assert [type(c).__name__ for c in remux] == ["Probe", "Transcode"]
-    spans = compile_chain([Clip(window=1), FPS(5), FakeFrames()])
+    spans = compile_chain([Clip(window=1), FakeFrames()])
     assert isinstance(spans[0], SpanClip) and isinstance(spans[1], FakeFrames)
+    assert isinstance(compile_chain([Clip(window=1), FPS(5), FakeFrames()])[0], Transcode)   # FPS is kept
     assert isinstance(compile_chain([FPS(5), FakeFrames()])[0], Transcode)  # no clip: nothing to hand over
     from streamv2d.subsamplers import Frames
 

@@ -9,14 +9,14 @@ import shutil
 from dataclasses import dataclass
 from typing import List, Optional, Union
 
-from .layout import ShardPaths, published_names
+from .layout import ShardPaths, meta_dir, published_names
 from .lease import ShardLease
 
 _UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "p": 10**15,
           "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40, "pi": 2**50}
 _SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgtp]i?)?b?\s*$", re.IGNORECASE)
 
-#: The file describing a namespace (source, subsamplers, format, key digits).
+#: The file describing a namespace (source, subsamplers, format, key digits), in its hidden folder.
 NAMESPACE_FILE = "namespace.json"
 
 
@@ -60,7 +60,7 @@ def complete_shards(cache_dir: str) -> List[CachedShard]:
     found: List[CachedShard] = []
     folders = [cache_dir] + [e.path for e in os.scandir(cache_dir) if e.is_dir()] if os.path.isdir(cache_dir) else []
     for folder in folders:
-        described = os.path.join(folder, NAMESPACE_FILE)
+        described = os.path.join(meta_dir(folder), NAMESPACE_FILE)
         if not os.path.exists(described):
             continue
         with open(described) as f:

@@ -1,29 +1,117 @@
-"""The LMDB journal of a cache folder: per-shard progress of each namespace (spool offset, running stats, done rows,
-metadata rows) committed once per row, and a memo of URLs that failed permanently.
+"""Resume state: a journal per shard, beside its spool, and the folder's memo of URLs that failed for good.
 
-Each process opens the environment itself (LMDB handles must not cross ``fork``); a DataLoader
-worker and a materialize process share the same files safely. Commits skip fsync: a killed process
-loses nothing, a machine crash may lose the last rows, which resume detects and redoes."""
+The shard journal is an append-only file of JSON lines, one per finished input row (spool offset, running
+stats, the row's metadata rows), then one ``sealed`` line once the spool is complete. It needs nothing but a
+local file, so it works on scratch disks and network file systems alike and travels with the spool. Rows are
+journaled in row order, so "rows done" is a position: a resumed shard skips its first ``rows`` input rows.
+
+The memo is LMDB (a key-value map many processes update at once); where LMDB cannot run, it is simply off."""
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
-from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
-
-import lmdb
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
 
 from ..stats import ShardStats
 
-#: Virtual size of the map; the file grows only with what is stored.
+log = logging.getLogger("streamv2d")
+
+#: Virtual size of the memo's map; the file grows only with what is stored.
 MAP_SIZE = 1 << 36
 
-_ENVS: Dict[str, Tuple[int, lmdb.Environment]] = {}
+
+@dataclass
+class Progress:
+    """What a shard's journal says is safely written: ``rows`` input rows, spool bytes ``[0, offset)``, their
+    stats and metadata rows; ``sealed`` once the spool is complete and only publication remains."""
+
+    rows: int = 0
+    offset: int = 0
+    stats: Optional[ShardStats] = None
+    metadata: List[Dict[str, Any]] = field(default_factory=list)
+    sealed: bool = False
 
 
-def _env(path: str) -> lmdb.Environment:
-    """This process's handle on the environment at ``path`` (one per process, as LMDB requires)."""
+class ShardJournal:
+    """The journal file of one shard; see the module docstring."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._file = None
+
+    def load(self, spool_size: Optional[int]) -> Progress:
+        """The last journaled state the spool (``spool_size`` bytes, None when missing) still holds; a line cut
+        by a kill, or rows the spool lost (a machine crash before the OS wrote them), are left out."""
+        progress = Progress()
+        try:
+            with open(self.path, "rb") as f:
+                lines = f.read().splitlines()
+        except FileNotFoundError:
+            return progress
+        entries = []
+        for raw in lines:
+            try:
+                entries.append(json.loads(raw))
+            except ValueError:   # the line a kill cut short: everything before it stands
+                break
+        sealed = bool(entries) and entries[-1].get("sealed") is True
+        for entry in entries:
+            if entry.get("sealed"):
+                progress.sealed, progress.stats = True, ShardStats.from_dict(entry["stats"])
+                break
+            if not sealed and (spool_size is None or entry["offset"] > spool_size):
+                break
+            progress.rows, progress.offset = entry["row"] + 1, entry["offset"]
+            progress.stats = ShardStats.from_dict(entry["stats"])
+            progress.metadata.extend(entry["meta"])
+        return progress
+
+    def start(self, progress: Progress) -> None:
+        """Open for appending, rewritten to hold exactly ``progress`` (dropping any tail the spool lost)."""
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        self.close()
+        self._file = open(self.path, "w", encoding="utf-8")
+        if progress.rows:
+            self._write({"row": progress.rows - 1, "offset": progress.offset, "stats": progress.stats.to_dict(),
+                         "meta": progress.metadata})
+
+    def append(self, row: int, offset: int, stats: ShardStats, meta: List[Dict[str, Any]]) -> None:
+        """Record input row ``row`` as done: the spool holds it below ``offset``."""
+        self._write({"row": row, "offset": offset, "stats": stats.to_dict(), "meta": meta})
+
+    def seal(self, stats: ShardStats) -> None:
+        """The spool is complete: what is left is publication, which a resumed run can finish without refetching."""
+        self._write({"sealed": True, "stats": stats.to_dict()})
+        os.fsync(self._file.fileno())
+
+    def _write(self, entry: Dict[str, Any]) -> None:
+        self._file.write(json.dumps(entry, default=str, separators=(",", ":")) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def remove(self) -> None:
+        """Forget the shard's progress (published, or restarted from scratch)."""
+        self.close()
+        try:
+            os.remove(self.path)
+        except FileNotFoundError:
+            pass
+
+
+_ENVS: Dict[str, Tuple[int, Any]] = {}
+
+
+def _env(path: str):
+    """This process's LMDB handle on ``path`` (one per process, as LMDB requires; not across fork)."""
+    import lmdb
+
     path = os.path.realpath(path)
     entry = _ENVS.get(path)
     if entry is not None and entry[0] == os.getpid():
@@ -37,94 +125,40 @@ def _env(path: str) -> lmdb.Environment:
     return env
 
 
-@dataclass
-class Progress:
-    """What a shard's journal says is safely written: ``rows`` input rows, spool bytes ``[0, offset)``."""
+class FailureMemo:
+    """URLs that failed permanently (404, not media), so a resumed or later run does not fetch them again.
 
-    offset: int
-    rows: int
-    stats: ShardStats
+    Shared by every namespace of a cache folder (a 404 stays a 404 whatever the subsamplers) but kept apart per
+    ``scope``: the fetch settings a failure depends on (size cap, yt-dlp options)."""
 
+    def __init__(self, path: str, scope: str = ""):
+        self.path, self.scope = path, scope
+        self._broken = False
 
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+    def _key(self, url: str) -> bytes:
+        return b"f/" + hashlib.sha256(f"{self.scope}|{url}".encode("utf-8")).hexdigest()[:32].encode()
 
-
-class Journal:
-    """Per-shard progress of namespace ``namespace`` and the permanent-failure memo, in LMDB at ``path``.
-
-    The memo is shared by every namespace of the folder (a 404 stays a 404 whatever the subsamplers) but kept
-    apart per ``memo_scope``: the fetch settings a failure depends on (size cap, yt-dlp options)."""
-
-    def __init__(self, path: str, namespace: str, memo_scope: str = ""):
-        self.path = path
-        self.namespace = namespace
-        self.memo_scope = memo_scope
-
-    def _memo_key(self, url: str) -> bytes:
-        return b"f/" + _digest(f"{self.memo_scope}|{url}").encode()
-
-    @property
-    def env(self) -> lmdb.Environment:
-        return _env(self.path)
-
-    def _prefix(self, shard_id: int, kind: str = "") -> bytes:
-        return f"s/{self.namespace}/{shard_id:012d}/{kind}".encode()
-
-    def _scan(self, prefix: bytes) -> Iterator[Tuple[bytes, bytes]]:
-        with self.env.begin() as txn:
-            cursor = txn.cursor()
-            if cursor.set_range(prefix):
-                for key, value in cursor:
-                    if not key.startswith(prefix):
-                        break
-                    yield bytes(key), bytes(value)
-
-    # -- reading ----------------------------------------------------------------------------------------------
-    def progress(self, shard_id: int) -> Optional[Progress]:
-        """The last committed state of ``shard_id``, or None when nothing is journaled."""
-        with self.env.begin() as txn:
-            raw = txn.get(self._prefix(shard_id, "p/"))
-        if raw is None:
+    def _run(self, action):
+        if self._broken:
             return None
-        doc = json.loads(raw)
-        return Progress(doc["offset"], doc["rows"], ShardStats.from_dict(doc["stats"]))
+        try:
+            return action(_env(self.path))
+        except Exception as exc:   # lmdb.Error or OSError: e.g. a file system without shared mmap
+            self._broken = True
+            log.warning("failure memo at %s is off (%s: %s); failed URLs will be fetched again on resume",
+                        self.path, type(exc).__name__, exc)
+            return None
 
-    def done_keys(self, shard_id: int) -> Set[str]:
-        """Keys of the input rows of ``shard_id`` already written."""
-        return {value.decode("utf-8") for _, value in self._scan(self._prefix(shard_id, "k/"))}
+    def get(self, url: str) -> Optional[Dict[str, Any]]:
+        """The remembered failure of ``url`` (``status``, ``error_message``, …), or None."""
+        def read(env):
+            with env.begin() as txn:
+                raw = txn.get(self._key(url))
+            return json.loads(raw) if raw is not None else None
+        return self._run(read)
 
-    def metadata(self, shard_id: int) -> List[Dict[str, Any]]:
-        """The metadata rows of ``shard_id``'s done input rows, in row order."""
-        return [json.loads(value) for _, value in self._scan(self._prefix(shard_id, "m/"))]
-
-    def failure(self, url: str) -> Optional[Dict[str, Any]]:
-        """The remembered permanent failure of ``url`` (``status``, ``error_message``), or None."""
-        with self.env.begin() as txn:
-            raw = txn.get(self._memo_key(url))
-        return json.loads(raw) if raw is not None else None
-
-    # -- writing ----------------------------------------------------------------------------------------------
-    def commit_row(self, shard_id: int, row_key: str, offset: int, stats: ShardStats,
-                   meta: Dict[str, Any], permanent_failure: bool = False) -> None:
-        """Record one finished input row — spool offset, stats, metadata, failure memo — in one transaction."""
-        with self.env.begin(write=True) as txn:
-            previous = txn.get(self._prefix(shard_id, "p/"))
-            rows = (json.loads(previous)["rows"] if previous is not None else 0) + 1
-            txn.put(self._prefix(shard_id, "k/") + _digest(row_key).encode(), row_key.encode("utf-8"))
-            txn.put(self._prefix(shard_id, "m/") + f"{rows:012d}".encode(), json.dumps(meta, default=str).encode())
-            txn.put(self._prefix(shard_id, "p/"),
-                    json.dumps({"offset": offset, "rows": rows, "stats": stats.to_dict()}).encode())
-            if permanent_failure and meta.get("url"):
-                memo = {k: meta.get(k) for k in ("url", "status", "error_message")}
-                txn.put(self._memo_key(str(meta["url"])), json.dumps(memo).encode())
-
-    def clear(self, shard_id: int) -> None:
-        """Forget ``shard_id``'s progress (published, or restarted from scratch); the failure memo stays."""
-        prefix = self._prefix(shard_id)
-        with self.env.begin(write=True) as txn:
-            cursor = txn.cursor()
-            if cursor.set_range(prefix):
-                while cursor.key().startswith(prefix):
-                    if not cursor.delete():
-                        break
+    def put(self, url: str, record: Dict[str, Any]) -> None:
+        def write(env):
+            with env.begin(write=True) as txn:
+                txn.put(self._key(url), json.dumps(record, default=str).encode())
+        self._run(write)

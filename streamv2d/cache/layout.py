@@ -1,35 +1,47 @@
-"""Where one output shard's files live inside a cache namespace (or an output folder)."""
+"""Where one output shard's files live inside a cache namespace (or an output folder).
+
+Published files stand in the folder itself, under video2dataset's names; everything else (the namespace
+description, spools, journals, locks) lives in one hidden folder, so readers that glob the folder see shards only.
+"""
 from __future__ import annotations
 
 import os
+import socket
+import uuid
 from dataclasses import dataclass
-from typing import List
+from typing import List, Tuple
 
 #: Output formats: WebDataset tar, parquet with media as binary columns, a directory of files per shard.
 FORMATS = ("tar", "parquet", "files")
+#: video2dataset's names for our formats.
+FORMAT_ALIASES = {"webdataset": "tar"}
 
-#: Hidden folders: the LMDB journal (one per cache folder) and a namespace's per-shard lock files.
-JOURNAL_DIR = ".journal"
-LOCKS_DIR = ".locks"
+#: The hidden folder of a namespace: ``namespace.json``, ``spool/`` (shards being written and their journals),
+#: ``locks/``; and, in a cache folder, ``memo/`` (the failed-URL memo shared by its namespaces).
+META_DIR = ".streamv2d"
 
 #: Suffix of a shard's stats file, the last file published: its presence marks the shard complete.
 STATS_SUFFIX = "_stats.json"
 
-#: Suffix of the append-only spool a shard is written to before it is published.
-SPOOL_SUFFIX = ".tar.partial"
-
 
 def check_format(fmt: str) -> str:
-    """``fmt`` itself, or ValueError naming the known formats."""
+    """``fmt`` (or the format a video2dataset alias names), or ValueError naming the known formats."""
+    fmt = FORMAT_ALIASES.get(fmt, fmt)
     if fmt not in FORMATS:
-        raise ValueError(f"unknown output format {fmt!r}; expected one of {', '.join(FORMATS)}")
+        raise ValueError(f"output format: {fmt!r} is not one of {', '.join(FORMATS + tuple(FORMAT_ALIASES))}")
     return fmt
+
+
+def meta_dir(root: str) -> str:
+    """The hidden bookkeeping folder of the namespace at ``root``."""
+    return os.path.join(root, META_DIR)
 
 
 @dataclass(frozen=True)
 class ShardPaths:
     """File names of output shard ``shard_id``: ``{id}.tar`` (or ``{id}_samples.parquet``, ``{id}/``),
-    ``{id}_stats.json`` (written last: its presence means complete) and ``{id}.parquet`` (metadata)."""
+    ``{id}_stats.json`` (written last: its presence means complete) and ``{id}.parquet`` (metadata); its spool,
+    journal and lock under the hidden folder."""
 
     root: str
     shard_id: int
@@ -57,23 +69,36 @@ class ShardPaths:
 
     @property
     def spool(self) -> str:
-        return self._path(SPOOL_SUFFIX)
+        """The append-only tar the shard is written to before it is published."""
+        return os.path.join(meta_dir(self.root), "spool", self.name + ".tar")
+
+    @property
+    def journal(self) -> str:
+        """The shard's journal, beside its spool: one JSON line per finished input row."""
+        return os.path.join(meta_dir(self.root), "spool", self.name + ".journal")
 
     @property
     def lock(self) -> str:
-        return os.path.join(self.root, LOCKS_DIR, self.name + ".lock")
+        return os.path.join(meta_dir(self.root), "locks", self.name + ".lock")
 
-    def published(self) -> "tuple[str, str, str]":
+    def published(self) -> Tuple[str, str, str]:
         """The final names, in publication order (stats last)."""
         return self.data, self.meta, self.stats
 
 
 def temp_name(path: str) -> str:
-    """A sibling name private to this process, never a final name: ``path.tmp-<pid>``."""
-    return f"{path}.tmp-{os.getpid()}"
+    """A sibling name no other process on any host uses, never a final name: ``path.tmp-<host>-<pid>-<random>``."""
+    return f"{path}.tmp-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 def published_names(root: str) -> List[str]:
     """Zero-padded ids of the shards under ``root`` whose stats file exists (``00042`` for ``00042_stats.json``)."""
     stems = (n[: -len(STATS_SUFFIX)] for n in os.listdir(root) if n.endswith(STATS_SUFFIX))
     return sorted(s for s in stems if s.isdigit())
+
+
+def spooling_names(root: str) -> List[str]:
+    """Ids of the shards of ``root`` with a spool: being written, or left by a stopped run."""
+    folder = os.path.join(meta_dir(root), "spool")
+    names = os.listdir(folder) if os.path.isdir(folder) else []
+    return sorted(n[:-4] for n in names if n.endswith(".tar") and n[:-4].isdigit())

@@ -1,4 +1,4 @@
-"""The cache namespace ``cache_dir/<fingerprint>/``: one per (source, subsampler chain, output format),
+"""The cache namespace ``cache_dir/<fingerprint>/``: one per (source content, cached stages, output format),
 so changing any of them never mixes results. Answers "is shard k complete?", reads complete shards back
 under a shared lease, tracks use time and enforces the byte limit."""
 from __future__ import annotations
@@ -6,19 +6,21 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Iterator, List, Sequence, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 
 from ..sample import Sample, key_widths
+from ..stats import ShardStats
 from ..subsamplers import SubsamplerLike, describe
 from .evict import NAMESPACE_FILE, CachedShard, evict, parse_size
-from .journal import Journal
-from .layout import JOURNAL_DIR, ShardPaths, check_format, published_names
+from .journal import FailureMemo, ShardJournal
+from .layout import ShardPaths, check_format, meta_dir, published_names
 from .lease import ShardLease
+from .metadata import MetadataSchema
 from .readers import read_output_shard
 from .writer import write_json
 
 #: Bumped when the on-disk layout changes, so old namespaces are never misread.
-CACHE_LAYOUT_VERSION = 1
+CACHE_LAYOUT_VERSION = 2
 
 
 class CacheMiss(LookupError):
@@ -29,10 +31,19 @@ class NamespaceMismatch(ValueError):
     """A folder already holds shards made with another configuration."""
 
 
-def namespace_fingerprint(source_fingerprint: str, subsamplers: Sequence[SubsamplerLike], fmt: str) -> str:
-    """Digest of everything that determines a shard's content: the source, the subsampler chain, the format."""
-    document = [CACHE_LAYOUT_VERSION, source_fingerprint, [describe(s) for s in subsamplers], check_format(fmt)]
+def namespace_fingerprint(source_fingerprint: str, stages: Sequence[SubsamplerLike], fmt: str) -> str:
+    """Digest of everything that determines a shard's content: the source, the cached stages, the format."""
+    document = [CACHE_LAYOUT_VERSION, source_fingerprint, [describe(s) for s in stages], check_format(fmt)]
     return hashlib.sha256(json.dumps(document).encode()).hexdigest()[:16]
+
+
+def local_folder(path: str, what: str) -> str:
+    """``path`` made absolute, or ValueError for a URL: shards are written to local (or mounted) folders."""
+    path = os.fspath(path)
+    if "://" in path or "::" in path:
+        raise ValueError(f"{what}: {path!r} is a URL; writing shards to object stores is not supported yet — give "
+                         "a local or mounted folder")
+    return os.path.abspath(path)
 
 
 class CacheStore:
@@ -40,49 +51,57 @@ class CacheStore:
 
     ``limit`` (bytes, or a string like ``"2TB"``) bounds the bytes under the whole ``cache_dir``.
     ``flat=True`` puts the shards in ``cache_dir`` itself (a materialize output folder), which then
-    refuses any other configuration with :class:`NamespaceMismatch`."""
+    refuses any other configuration with :class:`NamespaceMismatch`. ``schema`` is the metadata parquets'."""
 
-    def __init__(self, cache_dir: str, source_fingerprint: str, subsamplers: Sequence[SubsamplerLike] = (),
+    def __init__(self, cache_dir: str, source_fingerprint: str, stages: Sequence[SubsamplerLike] = (),
                  *, fmt: str = "tar", limit: Union[int, str, None] = None, num_shards: int = 1,
-                 flat: bool = False, memo_scope: str = ""):
-        self.cache_dir = os.path.abspath(os.fspath(cache_dir))
+                 flat: bool = False, memo_scope: str = "", schema: Optional[MetadataSchema] = None):
+        self.cache_dir = local_folder(cache_dir, "output folder" if flat else "cache_dir")
         self.fmt = check_format(fmt)
         self.limit = parse_size(limit)
-        self.namespace = namespace_fingerprint(source_fingerprint, subsamplers, fmt)
+        self.namespace = namespace_fingerprint(source_fingerprint, stages, fmt)
         self.root = self.cache_dir if flat else os.path.join(self.cache_dir, self.namespace)
         self.digits = key_widths(num_shards, 1)[0]
-        self.journal = Journal(os.path.join(self.cache_dir, JOURNAL_DIR), self.namespace, memo_scope)
-        self._describe(source_fingerprint, subsamplers)
+        self.memo = FailureMemo(os.path.join(meta_dir(self.cache_dir), "memo"), memo_scope)
+        self.schema = schema or MetadataSchema()
+        self._describe(source_fingerprint, stages)
 
     @classmethod
-    def for_processor(cls, cache_dir: str, processor, *, fmt: str = "tar",
-                      limit: Union[int, str, None] = None, flat: bool = False) -> "CacheStore":
-        """The store of a :class:`~streamv2d.pipeline.ShardProcessor`'s source and subsampler chain (and its
-        yt-dlp options, which choose the format downloaded); failures are remembered per fetch setting."""
-        source, config = processor.source, processor.config
+    def for_job(cls, cache_dir: str, shard_job, *, fmt: str = "tar", limit: Union[int, str, None] = None,
+                flat: bool = False) -> "CacheStore":
+        """The store of a :class:`~streamv2d.shard.ShardJob`: its source, its stages before the cache boundary and
+        its yt-dlp options (which choose the format downloaded); failures are remembered per fetch setting."""
+        source, config = shard_job.source, shard_job.job.fetch
         fingerprint = source.fingerprint()
         if config.yt_dlp_options:
             fingerprint += json.dumps(config.yt_dlp_options, sort_keys=True, default=str)
         scope = json.dumps([config.max_bytes, config.yt_dlp, config.yt_dlp_options], sort_keys=True, default=str)
-        return cls(cache_dir, fingerprint, processor.subsamplers, fmt=fmt, limit=limit,
-                   num_shards=len(source.shards()), flat=flat, memo_scope=scope)
+        declared: Dict[str, Any] = dict(getattr(source, "metadata_fields", dict)())
+        declared.update(shard_job.chain.metadata_fields())
+        return cls(cache_dir, fingerprint, shard_job.chain.before_cache, fmt=fmt, limit=limit,
+                   num_shards=len(source.shards()), flat=flat, memo_scope=scope, schema=MetadataSchema(declared))
 
-    def _describe(self, source_fingerprint: str, subsamplers: Sequence[SubsamplerLike]) -> None:
-        os.makedirs(self.root, exist_ok=True)
-        path = os.path.join(self.root, NAMESPACE_FILE)
-        if os.path.exists(path):
+    def _describe(self, source_fingerprint: str, stages: Sequence[SubsamplerLike]) -> None:
+        path = os.path.join(meta_dir(self.root), NAMESPACE_FILE)
+        try:
             with open(path) as f:
                 found = json.load(f).get("namespace")
-            if found != self.namespace:
-                raise NamespaceMismatch(f"{self.root} holds shards of another source, subsampler chain or format "
-                                        f"({found}, not {self.namespace}); use another folder")
-            return
-        write_json(path, {"version": CACHE_LAYOUT_VERSION, "namespace": self.namespace, "source": source_fingerprint,
-                          "format": self.fmt, "subsamplers": [describe(s) for s in subsamplers],
-                          "digits": self.digits})
+        except FileNotFoundError:
+            found = None
+        if found is not None and found != self.namespace:
+            raise NamespaceMismatch(f"{self.root} holds shards of another source, subsampler chain or format "
+                                    f"({found}, not {self.namespace}); use another folder")
+        if found is None:
+            os.makedirs(meta_dir(self.root), exist_ok=True)
+            write_json(path, {"version": CACHE_LAYOUT_VERSION, "namespace": self.namespace,
+                              "source": source_fingerprint, "format": self.fmt,
+                              "subsamplers": [describe(s) for s in stages], "digits": self.digits})
 
     def paths(self, shard_id: int) -> ShardPaths:
         return ShardPaths(self.root, shard_id, self.fmt, self.digits)
+
+    def journal(self, shard_id: int) -> ShardJournal:
+        return ShardJournal(self.paths(shard_id).journal)
 
     def lease(self, shard_id: int) -> ShardLease:
         """An unheld lease on ``shard_id``: exclusive to write it, shared to read it."""
@@ -95,6 +114,11 @@ class CacheStore:
     def complete_shards(self) -> List[int]:
         """Ids of this namespace's complete shards, sorted."""
         return sorted(int(name) for name in published_names(self.root) if self.is_complete(int(name)))
+
+    def stats(self, shard_id: int) -> ShardStats:
+        """The published stats of complete shard ``shard_id``."""
+        with open(self.paths(shard_id).stats) as f:
+            return ShardStats.from_dict(json.load(f))
 
     def read(self, shard_id: int) -> Iterator[Sample]:
         """The samples of complete shard ``shard_id``, read under a shared lease (so never evicted meanwhile);

@@ -1,136 +1,170 @@
-"""``write_through``: stream a shard while writing it to the cache, or serve it from the cache.
+"""The cache stage: stream a shard's cached part while writing it to its output shard, or read it back.
 
-The same generator feeds a DataLoader worker (training) and a materialize process (curation): a complete
-shard is read from disk without touching the processor; otherwise rows are processed, appended to the
-shard's spool and journaled one by one, and the shard is published when the rows run out. A consumer
-that stops early publishes nothing; the journal keeps its progress for the next run."""
+The same generator feeds a DataLoader worker (training) and ``materialize`` (curation): a complete shard is
+read from disk without touching the network; otherwise rows are processed by the stages before the cache
+boundary, appended to the shard's spool with every output (failure records too, as video2dataset writes them)
+and journaled one by one, and the shard is published when the rows run out. A consumer that stops early
+publishes nothing; the journal keeps its progress, by position, for the next run. What is yielded while writing
+is exactly what a later read returns."""
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, Iterator, List, Optional, Set
+import os
+from typing import Any, Dict, Generator, Iterator, List, Optional
 
-from ..pipeline import UNREADABLE, RowHook, ShardProcessor
-from ..sample import FAILED_TO_DOWNLOAD, FAILED_TO_SUBSAMPLE, SUCCESS, Sample, is_success, mark_failed
-from ..sources import InputShard
+from ..sample import FAILED_TO_SUBSAMPLE, SUCCESS, Sample, is_success, mark_failed
+from ..sources.tar import decode_payload
 from ..stats import ShardStats
-from .journal import Journal, Progress
+from .journal import Progress, ShardJournal
 from .store import CacheMiss, CacheStore
-from .writer import TarSpool, optional_size, remove_stale_temps, publish_data, spool_samples, write_json, write_metadata
+from .writer import TarSpool, encode_sample, optional_size, publish_data, remove_stale_temps, spool_samples, write_json
 
 log = logging.getLogger("streamv2d")
 
 
-def write_through(processor: ShardProcessor, shard: InputShard, store: CacheStore) -> Iterator[Sample]:
-    """Every sample of ``shard``: from the cache when complete, else processed and written through.
+class CacheWriteError(OSError):
+    """The cache could not be written (a full or failing disk); the shard is left unpublished, resumable."""
 
-    Successes are always yielded; failure records too while processing (the cache keeps only their
-    metadata). When another process is writing the shard, it is streamed uncached instead of waiting."""
-    for _ in range(2):   # the shard may be published or evicted between two looks: look once more
-        if store.is_complete(shard.id):
+
+def write_through(shard_job, k: int, store: CacheStore, *, epoch: int = 0,
+                  on_disk_error: str = "stream") -> Iterator[Sample]:
+    """Every sample of shard ``k`` after the stages before the cache boundary: from the cache when complete, else
+    processed and written through. When another process is writing the shard, it is streamed uncached instead
+    of waiting. A disk error while writing streams the rest of the shard uncached with one warning
+    (``on_disk_error="stream"``, training) or raises :class:`CacheWriteError` (``"raise"``, materialize)."""
+    for _ in range(3):   # the shard may be published or evicted between two looks: look again
+        if store.is_complete(k):
             try:
-                yield from store.read(shard.id)
+                yield from store.read(k)
                 return
             except CacheMiss:
                 pass
-        with store.lease(shard.id) as lease:
-            if lease.acquire(exclusive=True, wait=False) and not store.is_complete(shard.id):
-                yield from _write_shard(processor, shard, store)
-                return
-        if not store.is_complete(shard.id):
+        with store.lease(k) as lease:
+            if lease.acquire(exclusive=True, wait=False) and not store.is_complete(k):
+                finished_publication = yield from _write_shard(shard_job, k, store, epoch, on_disk_error)
+                if not finished_publication:
+                    return
+                continue
+        if not store.is_complete(k):
             break
-    log.info("shard %d is being written by another process; streaming it without caching", shard.id)
-    yield from processor.process(shard)
+    log.info("shard %d is being written by another process; streaming it without caching", k)
+    for result in shard_job.rows(k, epoch=epoch, cached_part=True):
+        yield from result.outputs
 
 
-def _write_shard(processor: ShardProcessor, shard: InputShard, store: CacheStore) -> Iterator[Sample]:
-    """Resume or start shard ``shard`` under its exclusive lease (held by the caller)."""
-    journal, paths = store.journal, store.paths(shard.id)
-    progress = journal.progress(shard.id)
-    if progress is None or (optional_size(paths.spool) or 0) < progress.offset:
-        journal.clear(shard.id)          # nothing journaled, or the spool lost its tail: start afresh
-        progress = Progress(0, 0, ShardStats(shard.id))
-    done = journal.done_keys(shard.id)
-    spool = TarSpool(paths.spool, progress.offset)
+def _write_shard(shard_job, k: int, store: CacheStore, epoch: int,
+                 on_disk_error: str) -> Generator[Sample, None, bool]:
+    """Resume or start shard ``k`` under its exclusive lease (held by the caller). Returns True when it only
+    finished the publication a killed run had sealed (nothing to yield: the caller reads the shard back)."""
+    paths, journal = store.paths(k), store.journal(k)
+    progress = journal.load(optional_size(paths.spool))
+    if progress.sealed:
+        _publish(store, k, journal, progress)
+        return True
+    stats = progress.stats or ShardStats(k)
+    spool = rows = None
     try:
-        if progress.offset:
-            log.info("shard %d: resuming after %d rows", shard.id, progress.rows)
-            yield from spool_samples(paths.spool, shard.id)
-        stats = progress.stats
-        rows = processor.process_rows(shard, stats, before_fetch=_row_hook(journal, done, processor.source.needs_fetch))
-        unreadable = False
-        for row_status, outputs in rows:
-            if not row_status:          # done in an earlier run: already in the spool
+        spool = TarSpool(paths.spool, progress.offset)
+        journal.start(progress)
+    except OSError as exc:
+        _disk_error(k, exc, on_disk_error)
+    if spool is not None and progress.rows:
+        log.info("shard %d: resuming after %d rows", k, progress.rows)
+        yield from spool_samples(paths.spool, k)
+    rows = shard_job.rows(k, start_row=progress.rows, epoch=epoch, stats=stats, cached_part=True,
+                          memo=store.memo.get)
+    truncated = False
+    try:
+        for result in rows:
+            if result.truncated or spool is None:   # rows are missing, or the disk failed: publish nothing
+                truncated = True
+                yield from result.outputs
                 continue
-            if row_status["json"].get(UNREADABLE):   # rows are missing: keep the journal, publish nothing
-                unreadable = True
-                yield from outputs
+            try:
+                stored = _append(spool, journal, result, stats)
+            except OSError as exc:
+                _disk_error(k, exc, on_disk_error)
+                spool.close()
+                spool = None
+                yield from result.outputs
                 continue
-            stored = [_spooled(spool, sample) for sample in outputs]
-            if stored != outputs:
-                stats.replace_row(row_status, outputs, stored)
-                outputs = stored
-            spool.flush()
-            meta = row_metadata(row_status, outputs)
-            permanent = meta["status"] == FAILED_TO_DOWNLOAD and row_status["json"].get("permanent") is True
-            journal.commit_row(shard.id, row_status["__key__"], spool.offset, stats, meta, permanent)
-            yield from outputs
-        if unreadable:
-            log.warning("shard %d could not be read to its end; not published, it is retried next time", shard.id)
-            return
-        spool.finish()
-        _publish(store, shard.id, stats)
+            if result.permanent and not result.replayed and result.record["json"].get("url"):
+                meta = result.record["json"]
+                store.memo.put(str(meta["url"]), {"status": meta.get("status"),
+                                                  "error_message": meta.get("error_message")})
+            yield from stored
+        if truncated:
+            log.warning("shard %d was not written to its end; not published, it is resumed next time", k)
+            return False
+        try:
+            spool.finish()
+            journal.seal(stats)
+            _publish(store, k, journal, journal.load(optional_size(paths.spool)))
+        except OSError as exc:
+            _disk_error(k, exc, on_disk_error)
+        return False
     finally:
-        spool.close()
+        if spool is not None:
+            spool.close()
+        journal.close()
+
+
+def _append(spool: TarSpool, journal: ShardJournal, result, stats: ShardStats) -> List[Sample]:
+    """Spool one input row's outputs and journal it; the outputs as a later read of the shard returns them."""
+    stored = [_spooled(spool, sample) for sample in result.outputs]
+    if any(a is not b for a, b in zip(stored, result.outputs)):
+        stats.replace_row(result.record, result.outputs, stored)
+    spool.flush()
+    journal.append(result.index, spool.offset, stats, [output_metadata(s) for s in stored])
+    return [_as_read_back(s) for s in stored]
 
 
 def _spooled(spool: TarSpool, sample: Sample) -> Sample:
-    """Append a success to the spool; one that cannot be stored (a tensor payload) becomes a
-    ``failed_to_subsample`` record instead of ending the shard."""
-    if not is_success(sample):
-        return sample
+    """Append ``sample`` to the spool; a success that cannot be stored (a tensor payload, a key that cannot name
+    members) becomes a ``failed_to_subsample`` record instead of ending the shard; a failure record that cannot
+    be stored stays in the metadata parquet only."""
     try:
         spool.write(sample)
         return sample
     except (TypeError, ValueError) as exc:
-        return mark_failed(sample, FAILED_TO_SUBSAMPLE, str(exc))
+        if not is_success(sample):
+            return sample
+        return _spooled(spool, mark_failed(sample, FAILED_TO_SUBSAMPLE, str(exc)))
 
 
-def _row_hook(journal: Journal, done: Set[str], needs_fetch: bool) -> RowHook:
-    """Skip rows already written; replay remembered permanent fetch failures instead of refetching."""
-    def before_fetch(row: Sample) -> Optional[List[Sample]]:
-        if row["__key__"] in done:
-            return []
-        url = row.get("json", {}).get("url")
-        if not (needs_fetch and url and is_success(row)):
-            return None
-        memo = journal.failure(str(url))
-        if memo is None:
-            return None
-        record = mark_failed(row, memo["status"], memo["error_message"])
-        record["json"]["permanent"] = True
-        return [record]
-    return before_fetch
+def _as_read_back(sample: Sample) -> Sample:
+    """``sample`` as reading its shard gives it (json through JSON, …), so the writing epoch and later ones agree."""
+    out = {k: v for k, v in sample.items() if k.startswith("__")}
+    for ext, data in encode_sample(sample):
+        out[ext] = decode_payload(ext, data)
+    return out
 
 
-def row_metadata(row_status: Sample, outputs: List[Sample]) -> Dict[str, Any]:
-    """The metadata parquet row of one input row: its json after the fetch, with the subsampling failure
-    when no output succeeded."""
-    meta = dict(row_status.get("json", {}))
-    meta.setdefault("key", row_status["__key__"])
+def output_metadata(sample: Sample) -> Dict[str, Any]:
+    """The metadata parquet row of one written sample: its json, with key, status and error message."""
+    meta = dict(sample.get("json", {}))
+    meta.setdefault("key", sample["__key__"])
     meta.setdefault("status", SUCCESS)
     meta.setdefault("error_message", None)
-    if meta["status"] == SUCCESS and outputs and not any(is_success(o) for o in outputs):
-        failed = outputs[0]["json"]
-        meta.update(status=failed.get("status"), error_message=failed.get("error_message"))
     return meta
 
 
-def _publish(store: CacheStore, shard_id: int, stats: ShardStats) -> None:
-    """Data and metadata first, stats last (the completion marker), each by rename; then forget the journal."""
-    paths = store.paths(shard_id)
+def _disk_error(k: int, exc: OSError, on_disk_error: str) -> None:
+    if on_disk_error == "raise":
+        raise CacheWriteError(f"shard {k}: cannot write the cache: {exc}") from exc
+    log.warning("shard %d: cannot write the cache (%s); streaming the rest of it uncached", k, exc)
+
+
+def _publish(store: CacheStore, k: int, journal: ShardJournal, progress: Progress) -> None:
+    """Data and metadata first, stats last (the completion marker), each by rename; then forget the journal.
+    Idempotent: a run killed at any point of it is finished by the next one without refetching anything."""
+    paths = store.paths(k)
     remove_stale_temps(paths)            # a process killed mid-publish left these; we hold the shard's lease
-    write_metadata(paths.meta, store.journal.metadata(shard_id))
-    publish_data(paths.spool, paths)
-    write_json(paths.stats, stats.to_dict())
-    store.journal.clear(shard_id)
+    store.schema.write(paths.meta, progress.metadata)
+    if os.path.exists(paths.spool):
+        publish_data(paths.spool, paths)
+    elif not os.path.exists(paths.data):
+        raise CacheWriteError(f"shard {k}: sealed, but neither its spool nor its data is on disk")
+    write_json(paths.stats, progress.stats.to_dict())
+    journal.remove()
     store.enforce_limit()

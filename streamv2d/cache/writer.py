@@ -1,5 +1,5 @@
 """Output shard files: the append-only tar spool a shard is written to, and its atomic publication as a
-WebDataset tar, a parquet file or a files directory, with ``_stats.json`` and the metadata parquet."""
+WebDataset tar, a parquet file or a files directory, and ``_stats.json``."""
 from __future__ import annotations
 
 import glob
@@ -59,6 +59,7 @@ class TarSpool:
 
     def __init__(self, path: str, offset: int = 0):
         self.path = path
+        os.makedirs(os.path.dirname(path), exist_ok=True)
         self._file = open(path, "r+b" if offset else "wb")   # resuming needs the spool: no silent zero-fill
         self._file.truncate(offset)
         self._file.seek(offset)
@@ -104,7 +105,7 @@ def spool_samples(path: str, shard_id: int) -> Iterator[Sample]:
 
 
 def remove_stale_temps(paths: ShardPaths) -> None:
-    """Delete ``<final name>.tmp-<pid>`` files of this shard left by a process killed while publishing it."""
+    """Delete ``<final name>.tmp-…`` files of this shard left by a process killed while publishing it."""
     for final in (paths.data, paths.meta, paths.stats):
         for stale in glob.glob(glob.escape(final) + ".tmp-*"):
             shutil.rmtree(stale) if os.path.isdir(stale) else os.remove(stale)
@@ -159,31 +160,16 @@ def _spool_to_files(spool: str, shard_id: int, target: str) -> None:
 def write_json(path: str, document: Dict[str, Any]) -> None:
     """Write ``document`` under a temporary name, then rename it to ``path``."""
     tmp = temp_name(path)
-    with open(tmp, "w") as f:
-        json.dump(document, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-#: Metadata columns that lead, in this order, when present (video2dataset's names).
-LEADING_COLUMNS = ("key", "url", "caption", "status", "error_message")
-
-
-def write_metadata(path: str, rows: Sequence[Dict[str, Any]]) -> None:
-    """One parquet row per input row; a column whose values mix types is stored as JSON text."""
-    names = list(LEADING_COLUMNS) + sorted({k for r in rows for k in r} - set(LEADING_COLUMNS))
-    columns = {name: _column([r.get(name) for r in rows]) for name in names}
-    tmp = temp_name(path)
-    pq.write_table(pa.table(columns), tmp)
-    os.replace(tmp, path)
-
-
-def _column(values: List[Any]) -> pa.Array:
     try:
-        return pa.array(values)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return pa.array([None if v is None else json.dumps(v, default=str) for v in values], pa.string())
+        with open(tmp, "w") as f:
+            json.dump(document, f, indent=1, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:   # a full disk, a kill: never leave the temporary behind
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def optional_size(path: str) -> Optional[int]:

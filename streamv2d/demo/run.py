@@ -12,9 +12,9 @@ from typing import List
 import torch
 from tqdm import tqdm
 
-from ..config import JobConfig
 from ..dataset import VideoDataset
 from ..fetch import FetchConfig
+from ..job import Job
 from ..materialize import materialize
 from ..subsamplers import FPS, Probe, Resolution
 from .server import LoopbackServer
@@ -34,11 +34,11 @@ def write_table(path: str, server: LoopbackServer, names) -> str:
     return path
 
 
-def demo_job() -> JobConfig:
-    """The demo's curation job: probe, 5 fps, 128² (scale, crop, pad), H.264 out."""
-    return JobConfig(subsamplers=[Probe(), FPS(5), Resolution(128, mode="scale,crop,pad")],
-                     reading={"caption_col": "caption", "samples_per_shard": 8},
-                     fetch=FetchConfig(retries=1, backoff=0.05), processes=2)
+def demo_job(table: str) -> Job:
+    """The demo's curation job on ``table``: probe, 5 fps, 128² (scale, crop, pad), H.264 out."""
+    return Job(source=table, subsamplers=[Probe(), FPS(5), Resolution(128, mode="scale,crop,pad")],
+               table={"caption_col": "caption", "samples_per_shard": 8},
+               fetch=FetchConfig(retries=1, backoff=0.05), processes=2)
 
 
 def run_epoch(dataset: VideoDataset, workers: int, label: str, total: int) -> Counter:
@@ -68,25 +68,23 @@ def run_demo(out: str, videos: int = 24, workers: int = 2) -> int:
     corpus = os.path.join(out, "videos")
     print(f"generating {videos} sample videos in {corpus} …")
     names = make_corpus(corpus, count=videos)
-    job = demo_job()
     lines: List[str] = []
     with LoopbackServer(corpus) as server:
         table = write_table(os.path.join(out, "urls.csv"), server, names)
         print(f"serving them on {server.base_url}; URL table: {table} ({len(names)} videos + "
               f"{len(BAD_PATHS)} broken links)")
-        dataset = VideoDataset(table, subsamplers=job.subsamplers, fetch=job.fetch, yield_failures=True,
-                               cache_dir=os.path.join(out, "cache"), **job.reading)
+        job = demo_job(table)
+        dataset = VideoDataset.from_job(job, yield_failures=True, cache_dir=os.path.join(out, "cache"))
         total = len(names) + len(BAD_PATHS)
         for epoch in range(2):
             dataset.set_epoch(epoch)
             before = server.total_requests()
-            # the cache keeps successes only, so epoch 2 yields no failure records
-            outcomes = run_epoch(dataset, workers, f"epoch {epoch + 1}", total if epoch == 0 else len(names))
+            outcomes = run_epoch(dataset, workers, f"epoch {epoch + 1}", total)
             label = "epoch 1 (stream, transcode, write through)" if epoch == 0 else "epoch 2 (from the cache)"
             lines += _report(label, outcomes, server.total_requests() - before)
         shards = os.path.join(out, "shards")
         print(f"materializing the same job into {shards} …")
-        result = materialize(table, shards, job)
+        result = materialize(None, shards, job)
     print()
     print("\n".join(lines))
     print(f"materialize → {shards}: {result.written} shards written, {result.skipped} already complete")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Optional
 
 from ..errors import SourceError
 from .base import InputShard, Source
@@ -10,17 +10,21 @@ from .table import FORMATS, TableOptions, TableSource
 from .tar import TarSource, looks_like_tar_spec
 
 
-def open_source(spec: Any, **options: Any) -> Source:
+def open_source(spec: Any, table: Optional[TableOptions] = None, *, max_member_bytes: Optional[int] = None) -> Source:
     """A :class:`Source` for ``spec``: an existing Source is returned as is; tar paths, or a local folder of
-    tars (a materialize output), give a :class:`TarSource` (only ``storage_options`` applies); anything else is a
-    :class:`TableSource`."""
+    tars (a materialize output), give a :class:`TarSource` (of ``table``, only ``storage_options`` applies;
+    members over ``max_member_bytes`` are refused); anything else is a :class:`TableSource`."""
+    table = table or TableOptions()
+    if spec is None:
+        raise SourceError("no source given: a URL table, tar shards or a Source")
     if isinstance(spec, Source) and not isinstance(spec, (str, os.PathLike)):
         return spec
     if isinstance(spec, (str, os.PathLike)) and os.path.isdir(spec):   # an output folder: its tar shards
         spec = os.path.join(os.fspath(spec), "*.tar")
     if looks_like_tar_spec(spec):
-        return TarSource(spec, storage_options=options.get("storage_options"))
-    return TableSource(spec, **options)
+        extra = {"max_member_bytes": max_member_bytes} if max_member_bytes is not None else {}
+        return TarSource(spec, storage_options=table.storage_options, **extra)
+    return TableSource(spec, table)
 
 
 __all__ = ["FORMATS", "InputShard", "Source", "SourceError", "TableOptions", "TableSource", "TarSource", "open_source"]

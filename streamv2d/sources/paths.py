@@ -52,7 +52,8 @@ def _strip_file(path: str) -> str:
 
 
 def file_identity(paths: Iterable[str], storage_options: Optional[dict] = None) -> str:
-    """Digest of each file's path, size and modification stamp (or ETag): cheap, no reads."""
+    """Digest of each file's path, size and modification stamp (or ETag): cheap, no reads. It says whether a
+    local copy made from the files (a converted table) is still current; it is no content identity."""
     digest = hashlib.sha256()
     for path in paths:
         digest.update(path.encode())
@@ -65,3 +66,30 @@ def file_identity(paths: Iterable[str], storage_options: Optional[dict] = None) 
             if field in info:
                 digest.update(f"{field}={info[field]}".encode())
     return digest.hexdigest()[:16]
+
+
+#: Bytes at the start of a file that stand for its content when it is not read whole (tar shards).
+HEAD_BYTES = 1 << 16
+
+
+def content_digest(path: str, storage_options: Optional[dict] = None) -> str:
+    """A digest of what ``path`` holds, the same wherever it is copied or mounted and however often touched: its
+    size and its first :data:`HEAD_BYTES`. A file that cannot be read is a :class:`SourceError`, never a silently
+    other digest."""
+    try:
+        fs, fpath = fsspec.core.url_to_fs(path, **(storage_options or {}))
+        size = int(fs.size(fpath))
+        with fs.open(fpath, "rb") as f:
+            head = f.read(HEAD_BYTES)
+    except Exception as exc:
+        raise SourceError(f"{path}: cannot read it to identify its content: {type(exc).__name__}: {exc}") from exc
+    return hashlib.sha256(f"{size}|".encode() + head).hexdigest()
+
+
+def stream_digest(path: str, storage_options: Optional[dict] = None) -> str:
+    """The SHA-256 of ``path``'s whole content, read once in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with fsspec.open(path, "rb", **(storage_options or {})) as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from ..errors import SourceError
 from ..sample import FAILED_TO_DOWNLOAD, Sample, key_widths, make_key, mark_failed
 from .base import InputShard
-from .paths import PathSpec, expand, file_identity
+from .paths import PathSpec, expand, file_identity, stream_digest
 
 FORMATS = ("csv", "tsv", "json", "jsonl", "parquet", "txt")
 _COMPRESSED = (".gz", ".bz2", ".zst", ".xz")
@@ -93,6 +93,8 @@ class _TableFile:
     kind: str          # "parquet" or "arrow"
     num_rows: int
     first_shard: int
+    content: str                         # digest of what the file holds (see ``TableSource.fingerprint``)
+    types: Dict[str, pa.DataType]        # the Arrow type of each column read
     group_starts: Tuple[int, ...] = ()   # parquet: the first row of each row group
 
 
@@ -152,9 +154,24 @@ class TableSource:
         return self._shards
 
     def fingerprint(self) -> str:
+        """What the shards hold: each file's content (a parquet's footer; a text table's SHA-256, taken
+        when it is converted) and how rows become samples — never the path or modification time, so a touched,
+        copied or remounted table finds its cache again."""
         o = self.options
-        options = json.dumps([self.columns, o.samples_per_shard, o.caption_col, o.clip_col])
-        return hashlib.sha256((file_identity(self.paths, self.storage_options) + options).encode()).hexdigest()[:16]
+        document = [[f.content for f in self._files], self.columns, o.url_col, o.samples_per_shard, o.caption_col,
+                    o.clip_col]
+        return hashlib.sha256(json.dumps(document).encode()).hexdigest()[:16]
+
+    def metadata_fields(self) -> Dict[str, Any]:
+        """The json fields rows carry, with the Arrow type of the column each comes from (for metadata parquets)."""
+        o, types = self.options, self._files[0].types
+        fields = {"url": types.get(o.url_col, pa.string())}
+        if o.caption_col:
+            fields["caption"] = types.get(o.caption_col, pa.string())
+        fields.update({c: types.get(c, pa.string()) for c in o.save_additional_columns})
+        if o.clip_col:
+            fields["clips"] = "json"
+        return fields
 
     def _check_columns(self, path: str, names: Sequence[str]) -> None:
         missing = [c for c in self.columns if c not in names]
@@ -167,30 +184,39 @@ class TableSource:
             if fmt == "parquet":
                 with fsspec.open(path, "rb", **self.storage_options) as f:
                     parquet = pq.ParquetFile(f)
-                    meta, names = parquet.metadata, parquet.schema_arrow.names   # top-level names, not leaves
-                self._check_columns(path, names)
+                    meta, schema = parquet.metadata, parquet.schema_arrow   # top-level names, not leaves
+                self._check_columns(path, schema.names)
                 sizes = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
                 starts = tuple(accumulate(sizes, initial=0))[:-1]
-                return _TableFile(path, path, "parquet", meta.num_rows, first_shard, starts)
-            arrow_path = self._convert(path, fmt)
+                return _TableFile(path, path, "parquet", meta.num_rows, first_shard,
+                                  _footer_digest(meta), _types(schema), starts)
+            arrow_path, content = self._convert(path, fmt)
             with pa.memory_map(arrow_path) as mm:
-                num_rows = pa.ipc.open_file(mm).read_all().num_rows
-            return _TableFile(path, arrow_path, "arrow", num_rows, first_shard)
+                table = pa.ipc.open_file(mm).read_all()
+            return _TableFile(path, arrow_path, "arrow", table.num_rows, first_shard, content, _types(table.schema))
         except SourceError:
             raise
         except (OSError, pa.ArrowException, ValueError, UnicodeDecodeError) as exc:
             raise SourceError(f"{path}: cannot read as {fmt}: {exc}") from exc
 
     # -- text formats → Arrow IPC --------------------------------------------------------------------------
-    def _convert(self, path: str, fmt: str) -> str:
-        """Stream ``path`` into ``<table_cache>/<digest>.arrow`` once; later calls reuse the file."""
+    def _convert(self, path: str, fmt: str) -> Tuple[str, str]:
+        """Stream ``path`` into ``<table_cache>/<digest>.arrow`` once (later calls reuse the file), with the
+        SHA-256 of ``path``'s content beside it; returns the Arrow file's path and that SHA-256."""
         digest = hashlib.sha256(
             json.dumps([path, fmt, self.columns, file_identity([path], self.storage_options)]).encode()
         ).hexdigest()[:24]
         target = os.path.join(self.table_cache, f"{digest}.arrow")
-        if os.path.exists(target):
-            return target
-        os.makedirs(self.table_cache, exist_ok=True)
+        content_file = target + ".sha256"
+        if not os.path.exists(content_file) or not os.path.exists(target):
+            os.makedirs(self.table_cache, exist_ok=True)
+            self._convert_to(path, fmt, target, digest)
+            _write_atomically(content_file, stream_digest(path, self.storage_options))
+        with open(content_file) as f:
+            return target, f.read().strip()
+
+    def _convert_to(self, path: str, fmt: str, target: str, digest: str) -> None:
+        """Write ``path`` as Arrow IPC to ``target``, through a temporary file of the same folder."""
         fd, tmp = tempfile.mkstemp(prefix=f"{digest}.", suffix=".tmp", dir=self.table_cache)
         os.close(fd)
         try:
@@ -204,7 +230,6 @@ class TableSource:
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-        return target
 
     def _write_ipc(self, path: str, fmt: str, tmp: str) -> None:
         with fsspec.open(path, "rb", compression="infer", **self.storage_options) as f:
@@ -305,6 +330,23 @@ class TableSource:
         state = self.__dict__.copy()
         state["_cursor"] = None
         return state
+
+
+def _footer_digest(meta: pq.FileMetaData) -> str:
+    """A parquet file's content identity: its footer (schema, row groups with their offsets, sizes and column
+    statistics, writer), read with the file's metadata anyway."""
+    return hashlib.sha256(json.dumps(meta.to_dict(), sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _types(schema: pa.Schema) -> Dict[str, pa.DataType]:
+    return {name: schema.field(name).type for name in schema.names}
+
+
+def _write_atomically(path: str, text: str) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
 
 
 def _txt_batches(f, url_col: str) -> Iterator[pa.RecordBatch]:

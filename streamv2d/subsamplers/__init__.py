@@ -1,8 +1,8 @@
 """Subsamplers: per-sample transforms applied lazily, in order, inside each worker."""
 from ..decode.media import MediaError
 from .audio import Audio
-from .base import Subsampler, SubsamplerLike, run_chain, split_for_cache
-from .chain import compile_chain
+from .base import Subsampler, SubsamplerLike, run_chain
+from .chain import Chain, compile_chain
 from .cuts import CutDetection
 from .fingerprint import describe
 from .flow import OpticalFlow
@@ -11,6 +11,6 @@ from .probe import Probe, probe
 from .registry import from_config, register
 from .video import FPS, Clip, Encode, Resolution, Transcode
 
-__all__ = ["FPS", "Audio", "Clip", "CutDetection", "Encode", "Frames", "MediaError", "OpticalFlow", "Probe",
+__all__ = ["FPS", "Audio", "Chain", "Clip", "CutDetection", "Encode", "Frames", "MediaError", "OpticalFlow", "Probe",
            "Resolution", "Subsampler", "SubsamplerLike", "Transcode", "compile_chain", "describe", "from_config",
-           "probe", "register", "run_chain", "split_for_cache"]
+           "probe", "register", "run_chain"]

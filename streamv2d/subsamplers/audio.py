@@ -225,6 +225,8 @@ class Audio(Subsampler):
 
     No audio track: a failure when ``required`` (default), else the sample passes unchanged."""
 
+    metadata_fields = {"audio_metadata": "json"}
+
     def __init__(self, rate: Optional[int] = None, channels: Optional[int] = None, format: str = "m4a",
                  bitrate: Optional[int] = None, required: bool = True, keep_video: bool = True) -> None:
         if format not in AUDIO_FORMATS:

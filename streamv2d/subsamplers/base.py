@@ -18,19 +18,15 @@ class Subsampler:
     def __call__(self, sample: Sample) -> SubsamplerResult:
         raise NotImplementedError
 
+    #: False for a subsampler whose outputs a shard cannot hold (tensors): with a cache it runs after it.
+    cacheable = True
+    #: json fields the subsampler adds and their metadata-parquet type (``string``, ``int64``, ``float64``,
+    #: ``bool``, or ``json`` for JSON text), so every shard of a job has the same metadata columns.
+    metadata_fields: Dict[str, str] = {}
+
     def config(self) -> Dict[str, Any]:
         """The settings that change the output; part of the cache fingerprint."""
         return {k: v for k, v in vars(self).items() if not k.startswith("_")}
-
-
-def split_for_cache(subsamplers: Sequence[SubsamplerLike]) -> "tuple[List[SubsamplerLike], List[SubsamplerLike]]":
-    """``(cached, after)``: the chain cut before the first subsampler whose output cannot be stored in a shard
-    (``cacheable = False``, e.g. ``Frames``' tensors); the cache keeps what comes before it."""
-    subsamplers = list(subsamplers)
-    for i, subsampler in enumerate(subsamplers):
-        if getattr(subsampler, "cacheable", True) is False:
-            return subsamplers[:i], subsamplers[i:]
-    return subsamplers, []
 
 
 def run_chain(sample: Sample, chain: Sequence[SubsamplerLike]) -> List[Sample]:
@@ -59,18 +55,26 @@ def _as_list(result: SubsamplerResult) -> Iterator[Sample]:
 
 
 _ROW: ContextVar[Optional[int]] = ContextVar("streamv2d_row", default=None)
+_EPOCH: ContextVar[int] = ContextVar("streamv2d_epoch", default=0)
 
 
 @contextmanager
-def row_sequence(seq: int) -> Iterator[None]:
-    """Mark the work done inside the block as row ``seq`` of its shard (e.g. so decodes queue in row order)."""
-    token = _ROW.set(seq)
+def row_context(seq: int, epoch: int = 0) -> Iterator[None]:
+    """Mark the work done inside the block as row ``seq`` of its shard in ``epoch`` (decodes queue in row order;
+    random draws depend on the epoch). Context variables, so nothing reaches the samples."""
+    tokens = _ROW.set(seq), _EPOCH.set(epoch)
     try:
         yield
     finally:
-        _ROW.reset(token)
+        _ROW.reset(tokens[0])
+        _EPOCH.reset(tokens[1])
 
 
 def current_row() -> Optional[int]:
     """The row of its shard the running subsampler works on, or None outside a pipeline."""
     return _ROW.get()
+
+
+def current_epoch() -> int:
+    """The epoch the running subsampler works for (0 outside a pipeline)."""
+    return _EPOCH.get()

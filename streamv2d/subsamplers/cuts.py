@@ -99,6 +99,8 @@ class CutDetection(Subsampler):
     All analyses every whole number of source frames share one decode pass (at their common step, decoding only
     the frames some analysis scores); an ``fps`` that is not such a step costs a pass of its own."""
 
+    metadata_fields = {"cuts": "json", "clips": "json"}
+
     def __init__(self, threshold: float = 27.0, min_scene_len: int = 15, cut_detection_mode: str = "all",
                  cuts_are_clips: bool = False, fps: Optional[float] = None, width: int = 64,
                  framerates: Optional[Sequence[float]] = None) -> None:

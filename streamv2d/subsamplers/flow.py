@@ -27,6 +27,8 @@ class OpticalFlow(Subsampler):
     ``json["optical_flow"]`` with video2dataset's ``mean_optical_flow_magnitude``; frames at ``fps``, ``width``
     wide, decoded with non-reference skipping."""
 
+    metadata_fields = {"optical_flow": "json"}
+
     def __init__(self, fps: float = 2.0, width: int = 128, pyr_scale: float = 0.5, levels: int = 3,
                  winsize: int = 15, iterations: int = 3, poly_n: int = 5, poly_sigma: float = 1.2) -> None:
         _cv2()

@@ -16,7 +16,7 @@ from ..decode import get_opener
 from ..decode.sampling import SAMPLINGS, frame_step, sample_indices, span_frames
 from ..distribute.world import core_share
 from ..sample import Sample
-from .base import Subsampler, current_row
+from .base import Subsampler, current_epoch, current_row
 from .probe import media_bytes
 
 
@@ -28,8 +28,8 @@ class Frames(Subsampler):
     Args:
         num_frames: frames per clip (T).
         size: shorter side resized to ``size`` then centre-cropped to ``size × size``; None keeps native size.
-        sampling: ``uniform`` (deterministic) or ``random`` (drawn from ``seed`` and the sample key, so runs
-            are reproducible; change ``seed`` per epoch for new draws).
+        sampling: ``uniform`` (deterministic) or ``random`` (drawn from ``seed``, the epoch and the sample key:
+            new draws every epoch, the same ones on every run).
         fps, stride: sample a contiguous window at this frame rate, or every ``stride``-th frame; neither:
             spread the frames over the whole span.
         backend: ``auto``, ``pyav`` or ``decord``. threads: codec threads per decode.
@@ -65,7 +65,7 @@ class Frames(Subsampler):
     def __call__(self, sample: Sample) -> Sample:
         ext, data = media_bytes(sample)
         meta = dict(sample.get("json", {}))
-        rng = random.Random(f"{self.seed}/{sample['__key__']}")
+        rng = random.Random(f"{self.seed}/{current_epoch()}/{sample['__key__']}")
         with decode_slot().hold(current_row()), self._open(data, threads=self.threads) as reader:
             info = reader.info
             frames = span_frames(info, meta.get("span"))

@@ -70,6 +70,8 @@ def _stream_info(stream) -> Dict[str, Any]:
 class Probe(Subsampler):
     """Adds ``json["video_metadata"]`` (video2dataset's key) with duration, fps, size, codec, audio streams…"""
 
+    metadata_fields = {"video_metadata": "json"}
+
     def __init__(self, keyframes: bool = False) -> None:
         self.keyframes = keyframes
 

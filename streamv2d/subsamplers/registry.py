@@ -89,9 +89,14 @@ _V2D = {
 }
 
 
-def from_video2dataset(spec: Mapping[str, Any], ignored: List[str]) -> List[SubsamplerLike]:
+def from_video2dataset(spec: Mapping[str, Any], notes: List[str]) -> List[SubsamplerLike]:
     """Subsamplers from a video2dataset ``subsampling:`` mapping (``{ClassName: {args: {...}}}``), applied in
-    video2dataset's order; what has no counterpart is appended to ``ignored`` as ``"key: reason"`` lines."""
+    video2dataset's order; arguments with no counterpart are appended to ``notes`` as ``"key: reason"`` lines,
+    and a stage with no counterpart is an error (it would be skipped while the job reports success)."""
+    missing = sorted(set(spec) - set(_V2D))
+    if missing:
+        raise ValueError(f"subsampling: {', '.join(missing)} cannot run here (no streamv2d counterpart; known: "
+                         f"{', '.join(_V2D)}); remove it or register a custom subsampler")
     items: List[ConfigItem] = []
     for class_name, (name, renames) in _V2D.items():
         if class_name not in spec:
@@ -103,11 +108,8 @@ def from_video2dataset(spec: Mapping[str, Any], ignored: List[str]) -> List[Subs
         for arg, value in (entry.get("args") or {}).items():
             ours = renames.get(arg)
             if ours is None:
-                ignored.append(f"subsampling.{class_name}.args.{arg}: not supported")
+                notes.append(f"subsampling.{class_name}.args.{arg}: not supported")
             elif value is not None:
                 options[ours] = value
         items.append({name: options})
-    for class_name in spec:
-        if class_name not in _V2D:
-            ignored.append(f"subsampling.{class_name}: no streamv2d counterpart (use a custom subsampler)")
     return from_config(items)

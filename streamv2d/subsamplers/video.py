@@ -148,6 +148,7 @@ class Clip(VideoOp):
     alone in its group). With ``window``, windows are the maximum length."""
 
     PRECISIONS = ("exact", "keyframe_adjusted", "keyframe")
+    metadata_fields = {"clips": "json", "original_key": "string", "clip_index": "int64"}
 
     def __init__(self, window: Optional[float] = None, min_length: float = 0.0, max_length: Optional[float] = None,
                  max_length_strategy: str = "all", precision: str = "exact") -> None:
@@ -302,7 +303,8 @@ class Transcode(Subsampler):
         self.remux = self.clip is not None and self.clip.precision == "keyframe" and len(ops) == 1
 
     def config(self) -> Dict[str, Any]:
-        return {"ops": [(type(op).__name__, op.config()) for op in self.ops]}
+        return {"ops": [(type(op).__name__, op.config()) for op in self.ops],
+                "probe": self.probe.config() if self.probe is not None else None}
 
     def __call__(self, sample: Sample) -> Union[Sample, List[Sample]]:
         ext, data = media_bytes(sample)
@@ -558,7 +560,9 @@ def clip_samples(sample: Sample, ext: str, spans: Sequence[Span], media: Sequenc
 
 class SpanClip(Subsampler):
     """Clip without encoding, for a following ``Frames``: each clip shares the original bytes and carries
-    ``json["span"]``; FPS/Resolution in the same group are left to Frames' own options."""
+    ``json["span"]``. Its clips share the whole original, so a cache keeps the original instead (it runs after)."""
+
+    cacheable = False
 
     def __init__(self, clip: Clip) -> None:
         self.clip = clip

@@ -1,0 +1,64 @@
+"""``ShardJob``: the unit of work — process input shard k of a :class:`~streamv2d.job.Job` into output shard k.
+
+Every entry point is a loop over it: a training epoch streams ``samples(k)`` (through the cache when there is
+one), ``materialize`` and the cluster engines call ``run(k, store)``, resume passes ``start_row``. Running it
+twice, concurrently or after a kill gives the same output shard, published atomically (see
+:mod:`streamv2d.cache.through`)."""
+from __future__ import annotations
+
+from typing import Iterator, Optional, Sequence
+
+from .job import Job
+from .pipeline import RowResult, ShardProcessor
+from .sample import Sample
+from .sources import InputShard, Source, open_source
+from .stats import ShardStats
+
+
+class ShardJob:
+    """A :class:`Job` opened for work: its source listed once, its chain compiled once. Picklable (workers,
+    engines); each process makes its own thread pool and connections."""
+
+    def __init__(self, job: Job):
+        self.job = job
+        self.source: Source = open_source(job.source, job.table, max_member_bytes=job.fetch.max_bytes)
+        self.chain = job.chain
+        self.processor = ShardProcessor(self.source, job.fetch)
+
+    def shards(self) -> Sequence[InputShard]:
+        return self.source.shards()
+
+    def shard(self, k: int) -> InputShard:
+        return self.source.shards()[k]
+
+    def rows(self, k: int, *, start_row: int = 0, epoch: int = 0, stats: Optional[ShardStats] = None,
+             cached_part: bool = False, memo=None) -> Iterator[RowResult]:
+        """Input shard ``k``'s rows from ``start_row`` on, processed by the whole chain (or, with
+        ``cached_part``, by the stages before the cache boundary), as explicit results, in row order."""
+        stages = self.chain.before_cache if cached_part else self.chain.stages
+        return self.processor.process_rows(self.shard(k), stages, stats, start_row=start_row, epoch=epoch, memo=memo)
+
+    def samples(self, k: int, store=None, *, epoch: int = 0) -> Iterator[Sample]:
+        """Every output sample of shard ``k``, failure records included, in row order: through ``store`` (the
+        write-through cache: read back when complete, else written as it streams) then the stages after the
+        cache boundary — or straight through the whole chain without a store. The same samples either way."""
+        if store is None:
+            for result in self.rows(k, epoch=epoch):
+                yield from result.outputs
+            return
+        from .cache.through import write_through
+
+        cached = write_through(self, k, store, epoch=epoch)
+        if self.chain.after_cache:
+            cached = self.processor.run_after(cached, self.chain.after_cache, epoch)
+        yield from cached
+
+    def run(self, k: int, store) -> ShardStats:
+        """Process shard ``k`` to completion into ``store`` (skipped when complete); its stats. The job must hold
+        only stages a shard can store (:meth:`Job.require_cacheable`)."""
+        from .cache.through import write_through
+
+        self.job.require_cacheable("a shard job")
+        for _ in write_through(self, k, store):
+            pass
+        return store.stats(k)
