@@ -49,6 +49,7 @@ class Job:
         self.fetch = FetchConfig.from_any(self.fetch)
         if self.table.storage_options and not self.fetch.storage_options:   # media on the table's store
             self.fetch = merged(self.fetch, storage_options=self.table.storage_options)
+        positive_int("fetch.threads", self.fetch.threads)
         self.output_format = check_format(self.output_format)
         self.processes = positive_int("processes", self.processes)
         self.subsamplers = list(self.subsamplers)

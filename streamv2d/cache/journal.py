@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -106,23 +107,35 @@ class ShardJournal:
 
 
 _ENVS: Dict[str, Tuple[int, Any]] = {}
+_ENVS_LOCK = threading.Lock()
+
+
+def _reset_lock() -> None:
+    """A lock a parent thread held at fork would never be released in the child."""
+    global _ENVS_LOCK
+    _ENVS_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reset_lock)
 
 
 def _env(path: str):
-    """This process's LMDB handle on ``path`` (one per process, as LMDB requires; not across fork)."""
+    """This process's LMDB handle on ``path`` (one per process, as LMDB requires; not across fork), opened once
+    whatever the number of fetch threads asking at the same time."""
     import lmdb
 
     path = os.path.realpath(path)
-    entry = _ENVS.get(path)
-    if entry is not None and entry[0] == os.getpid():
-        return entry[1]
-    if entry is not None:   # inherited through fork: unusable here; closing clears only this process's slots
-        entry[1].close()
-    os.makedirs(path, exist_ok=True)
-    env = lmdb.open(path, map_size=MAP_SIZE, subdir=True, sync=False, metasync=False, readahead=False,
-                    max_readers=1024)
-    _ENVS[path] = (os.getpid(), env)
-    return env
+    with _ENVS_LOCK:
+        entry = _ENVS.get(path)
+        if entry is not None and entry[0] == os.getpid():
+            return entry[1]
+        if entry is not None:   # inherited through fork: unusable here; closing clears only this process's slots
+            entry[1].close()
+        os.makedirs(path, exist_ok=True)
+        env = lmdb.open(path, map_size=MAP_SIZE, subdir=True, sync=False, metasync=False, readahead=False,
+                        max_readers=1024)
+        _ENVS[path] = (os.getpid(), env)
+        return env
 
 
 class FailureMemo:
