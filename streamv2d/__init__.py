@@ -1,7 +1,12 @@
 """streamv2d: video URL tables and WebDataset shards → training-ready samples, on the fly."""
+from .config import load_config
 from .dataset import VideoDataset
 from .errors import FetchError, SourceError, StreamV2DError
 from .fetch import FetchConfig
+from .job import Job
+from .materialize import materialize
+from .pipeline import RowResult
+from .shard import ShardJob
 from .sources import InputShard, Source, TableOptions, TableSource, TarSource
 from .stats import ShardStats
 from .subsamplers import (FPS, Audio, Clip, CutDetection, Encode, Frames, MediaError, OpticalFlow, Probe,
@@ -9,6 +14,7 @@ from .subsamplers import (FPS, Audio, Clip, CutDetection, Encode, Frames, MediaE
 
 __version__ = "0.1.0"
 
-__all__ = ["FPS", "Audio", "Clip", "CutDetection", "Encode", "FetchConfig", "FetchError", "Frames", "InputShard",
-           "MediaError", "OpticalFlow", "Probe", "Resolution", "ShardStats", "Source", "SourceError", "StreamV2DError",
-           "Subsampler", "TableOptions", "TableSource", "TarSource", "VideoDataset", "__version__", "from_config"]
+__all__ = ["FPS", "Audio", "Clip", "CutDetection", "Encode", "FetchConfig", "FetchError", "Frames", "InputShard", "Job",
+           "MediaError", "OpticalFlow", "Probe", "Resolution", "RowResult", "ShardJob", "ShardStats", "Source",
+           "SourceError", "StreamV2DError", "Subsampler", "TableOptions", "TableSource", "TarSource", "VideoDataset",
+           "__version__", "from_config", "load_config", "materialize"]
