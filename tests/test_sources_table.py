@@ -174,3 +174,14 @@ def test_yaml_reading_section_accepts_exactly_the_table_options(tmp_path):
     config.write_text("reading: {url_col: link, caption_column: name}\n")
     with pytest.raises(ValueError, match=r"unknown key\(s\) in reading: \['caption_column'\]"):
         load_config(str(config))
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "json", "jsonl", "txt"])
+@pytest.mark.parametrize("compression", ["", ".gz"])
+def test_a_utf8_byte_order_mark_is_not_part_of_the_first_row(tmp_path, fmt, compression):
+    plain = write_table(tmp_path / f"plain.{fmt}", fmt, ROWS[:3])
+    path = str(tmp_path / f"bom.{fmt}{compression}")
+    with fsspec.open(path, "wb", compression="infer") as f:
+        f.write(b"\xef\xbb\xbf" + open(plain, "rb").read())
+    src = TableSource(path, table_cache=str(tmp_path / "cache"))
+    assert [r["json"]["url"] for r in src.read(src.shards()[0])] == [r["url"] for r in ROWS[:3]]

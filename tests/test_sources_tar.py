@@ -3,6 +3,7 @@ import io
 import json
 import tarfile
 
+import pytest
 import webdataset as wds
 
 from streamv2d.sources import TarSource
@@ -14,6 +15,29 @@ def add(tar, name, data, **info):
     for k, v in info.items():
         setattr(member, k, v)
     tar.addfile(member, io.BytesIO(data))
+
+
+def tar_of(path, members):
+    """A tar of ``(name, bytes)`` members, in order."""
+    with tarfile.open(path, "w") as tar:
+        for name, data in members:
+            add(tar, name, data)
+    return str(path)
+
+
+def read_all(source):
+    return [s for shard in source.shards() for s in source.read(shard)]
+
+
+def only_sample(source):
+    (sample,) = read_all(source)
+    return sample
+
+
+def failures(samples):
+    """Error messages of the failure records, by the key their metadata row names."""
+    return {s["json"]["key"]: s["json"]["error_message"] for s in samples
+            if s.get("json", {}).get("status") == "failed_to_download"}
 
 
 def make_shard(path, n, start=0):
@@ -79,8 +103,8 @@ def test_json_member_is_parsed_never_unpickled(tmp_path):
     path = tmp_path / "p.tar"
     with tarfile.open(path, "w") as tar:
         add(tar, "k.json", json.dumps({"a": 1}).encode())
-        add(tar, "k.pyd", b"\x80\x04K\x01.")   # a pickle stays opaque bytes
-    sample = next(TarSource(str(path)).read(TarSource(str(path)).shards()[0]))
+        add(tar, "k.pyd", b"\x80\x04K\x01.")   # allowed, a pickle stays opaque bytes
+    sample = only_sample(TarSource(str(path), allow_pickle=True))
     assert sample["json"] == {"a": 1} and sample["pyd"] == b"\x80\x04K\x01."
 
 
@@ -91,3 +115,78 @@ def test_pathlib_paths_are_accepted(tmp_path):
     assert len(list(sv.VideoDataset(tmp_path / "00000.tar"))) == 2
     assert len(list(sv.VideoDataset([tmp_path / "00000.tar"]))) == 2
     assert len(list(sv.VideoDataset(tmp_path))) == 2          # a folder of tars
+
+
+MP4 = b"\x00\x00\x00\x18ftypisom" + bytes(20)
+
+
+@pytest.mark.parametrize("payload, problem", [
+    (b"not json{", "not JSON"),
+    (b"[1, 2]", "a JSON list, not an object"),
+    (b"7", "a JSON int, not an object"),
+    (b"\xff\xfe{\x00}", "not JSON"),
+    (b"[" * 100000, "not JSON"),                            # nesting deeper than the parser recurses
+    (b'{"status": "failed_to_download", "error_message": ["x"]}', "'error_message' is not a string"),
+])
+def test_a_malformed_json_member_fails_its_sample_only(tmp_path, payload, problem):
+    path = tar_of(tmp_path / "j.tar", [("a.mp4", MP4), ("a.json", b'{"n": 1}'),
+                                      ("b.mp4", MP4), ("b.json", payload), ("c.mp4", MP4)])
+    samples = read_all(TarSource(path))
+    assert [s["__key__"] for s in samples] == ["a", "b", "c"]
+    assert samples[0]["json"] == {"n": 1} and samples[2]["mp4"] == MP4
+    assert set(failures(samples)) == {"b"} and "b.json" in failures(samples)["b"]
+    assert problem in failures(samples)["b"] and "mp4" not in samples[1]
+
+
+def test_a_duplicate_key_keeps_the_first_sample_and_fails_the_later_group(tmp_path):
+    path = tar_of(tmp_path / "d.tar", [("a.mp4", MP4), ("a.txt", b"first"), ("b.mp4", MP4),
+                                       ("a.mp4", MP4), ("a.txt", b"second"), ("c.mp4", MP4)])
+    samples = read_all(TarSource(path))
+    assert [s["json"]["key"] if "json" in s else s["__key__"] for s in samples] == ["a", "b", "a", "c"]
+    assert samples[0]["txt"] == "first" and "json" not in samples[0]
+    assert "duplicate key 'a'" in samples[2]["json"]["error_message"]
+    keys = [s["__key__"] for s in samples]
+    assert len(set(keys)) == len(keys)                      # a journal keyed by __key__ tells every row apart
+
+
+def test_a_repeated_extension_fails_the_sample_instead_of_overwriting(tmp_path):
+    path = tar_of(tmp_path / "r.tar", [("a.txt", b"one"), ("a.txt", b"two"), ("b.txt", b"fine")])
+    samples = read_all(TarSource(path))
+    assert "duplicate member 'a.txt'" in failures(samples)["a"]
+    assert samples[1] == {"__key__": "b", "__url__": path, "txt": "fine"}
+
+
+def test_a_reserved_extension_cannot_replace_the_key(tmp_path):
+    path = tar_of(tmp_path / "k.tar", [("a.__key__", b"other"), ("a.mp4", MP4)])
+    assert "a.__key__" in failures(read_all(TarSource(path)))["a"]
+
+
+@pytest.mark.parametrize("name", ["k.pyd", "k.pickle", "k.pkl", "k.pth", "k.pt", "k.meta.pkl", "k.PKL"])
+def test_pickle_capable_members_fail_their_sample_unless_allowed(tmp_path, name):
+    path = tar_of(tmp_path / "p.tar", [("k.mp4", MP4), (name, b"\x80\x04K\x01.")])
+    message = failures(read_all(TarSource(path)))["k"]
+    assert name in message and "allow_pickle" in message
+    ext = name.split(".", 1)[1]
+    assert only_sample(TarSource(path, allow_pickle=True))[ext] == b"\x80\x04K\x01."
+
+
+def test_every_extension_webdataset_unpickles_or_torch_loads_is_refused():
+    from webdataset import autodecode
+
+    from streamv2d.sources.tar import PICKLE_EXTENSIONS
+
+    loaders = {autodecode.unpickle_loads, autodecode.decoders["pth"]}
+    assert {ext for ext, load in autodecode.decoders.items() if load in loaders} <= PICKLE_EXTENSIONS
+
+
+def test_an_oversized_member_fails_its_sample_and_the_next_one_is_read(tmp_path):
+    path = tar_of(tmp_path / "big.tar", [("a.mp4", bytes(2048)), ("a.txt", b"x"), ("b.mp4", MP4)])
+    samples = read_all(TarSource(path, max_member_bytes=1024))
+    assert "a.mp4 has 2048 bytes, over max_member_bytes=1024" in failures(samples)["a"]
+    assert samples[1]["mp4"] == MP4
+
+
+def test_the_member_cap_defaults_to_the_fetch_cap():
+    from streamv2d.fetch import FetchConfig
+
+    assert TarSource.__init__.__kwdefaults__["max_member_bytes"] == FetchConfig().max_bytes == 1 << 30

@@ -45,12 +45,43 @@ def encode_sample(sample: Sample) -> List[Tuple[str, bytes]]:
     return [(ext, encode_value(ext, sample[ext])) for ext in sorted(sample) if not ext.startswith("__")]
 
 
-def _check_key(key: str) -> str:
-    """``key`` if it names members safely: webdataset groups by the basename's first dot, so none there."""
-    parts = key.split("/")
-    if not key or key.startswith("/") or ".." in parts or "." in parts[-1]:
-        raise ValueError(f"sample key {key!r} cannot name tar members (empty, absolute, '..', or a dot)")
+#: Longest part of a key, in bytes: with its ``.ext`` a file name stays within the 255 bytes file systems allow.
+MAX_KEY_PART_BYTES = 200
+#: Longest extension, in bytes (the rest of those 255).
+MAX_EXT_BYTES = 255 - MAX_KEY_PART_BYTES - 1
+
+
+def _check_key(key: str, exts: Sequence[str] = ()) -> str:
+    """``key`` if it and its extensions name members that every output format can hold (the ``files`` format
+    makes each a file); ValueError naming the rule broken otherwise, so the sample fails before it is spooled."""
+    problem = _member_name_problem(key, exts)
+    if problem:
+        raise ValueError(f"sample key {key!r} cannot name output members: {problem}")
     return key
+
+
+def _member_name_problem(key: str, exts: Sequence[str]) -> Optional[str]:
+    """What makes ``key.ext`` unusable as a tar member and a file, or None. No dot anywhere in the key:
+    webdataset groups by a name's first dot, and a dotted directory could be another member's file
+    (``a.mp4/x`` beside ``a.mp4``); no empty part (absolute, ``//``); parts and extensions short enough."""
+    try:
+        parts = [part.encode("utf-8") for part in key.split("/")]
+        ext_sizes = [len(ext.encode("utf-8")) for ext in exts]
+    except UnicodeEncodeError:
+        return "not valid UTF-8"
+    if "\0" in key or any("\0" in ext for ext in exts):
+        return "a NUL character"
+    if not all(parts):
+        return "an empty part (empty, absolute or '//')"
+    if "." in key:
+        return "a '.' (webdataset splits member names at the first one)"
+    longest = max(map(len, parts))
+    if longest > MAX_KEY_PART_BYTES:
+        return f"a part of {longest} bytes, over {MAX_KEY_PART_BYTES}"
+    bad = [ext for ext, size in zip(exts, ext_sizes) if "/" in ext or size > MAX_EXT_BYTES]
+    if bad:
+        return f"extension {bad[0]!r} is not one file name of at most {MAX_EXT_BYTES} bytes"
+    return None
 
 
 class TarSpool:
@@ -70,9 +101,10 @@ class TarSpool:
 
     def write(self, sample: Sample) -> None:
         """Append one sample's members; all of them, or (on a crash) a tail past the last safe offset."""
-        key = _check_key(sample["__key__"])
+        members = encode_sample(sample)
+        key = _check_key(sample["__key__"], [ext for ext, _ in members])
         chunks = []
-        for ext, data in encode_sample(sample):
+        for ext, data in members:
             info = tarfile.TarInfo(f"{key}.{ext}")
             info.size, info.mtime, info.mode = len(data), MEMBER_MTIME, 0o444
             chunks += [info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"), data, _padding(len(data))]
@@ -98,10 +130,11 @@ def _padding(size: int) -> bytes:
 
 
 def spool_samples(path: str, shard_id: int) -> Iterator[Sample]:
-    """The samples of a spool or published tar, decoded like :class:`TarSource` (json → dict, txt → str)."""
+    """The samples of a spool or published tar, decoded like :class:`TarSource` (json → dict, txt → str); pickle
+    members are kept: untrusted input is refused as it enters, these were written by the subsamplers."""
     if os.path.getsize(path) == 0:
         return iter(())
-    return TarSource(path).read(InputShard(shard_id, path))
+    return TarSource(path, allow_pickle=True).read(InputShard(shard_id, path))
 
 
 def remove_stale_temps(paths: ShardPaths) -> None:

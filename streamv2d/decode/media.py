@@ -15,21 +15,62 @@ class MediaError(ValueError):
     """Bytes that cannot serve the request: undecodable, no video stream, too short, corrupt."""
 
 
-def open_media(data: bytes, pixel_format: bool = False) -> "av.container.InputContainer":
-    """Open in-memory media, turning libav's errors into a readable :class:`MediaError`.
+#: Largest video frame accepted, in pixels: 8K UHD (7680×4320, 33.2 Mpx), the largest size cameras and video
+#: sites deliver. One yuv420p frame of it is ~50 MB and a decoder holds several; a header declaring more (a 3 KB
+#: MP4 whose SPS says 16000×16000 took 0.7 GB to open, 1.1 GB to decode) is refused before a frame is decoded.
+MAX_PIXELS = 7680 * 4320
+
+#: Longest declared duration accepted (a week): clip windows, span lists and frame indices grow with it.
+MAX_DURATION_SECONDS = 7 * 24 * 3600
+
+
+def open_media(data: bytes, pixel_format: bool = False, max_pixels: int = MAX_PIXELS) -> "av.container.InputContainer":
+    """Open in-memory media, turning libav's errors into a readable :class:`MediaError`, its video header
+    checked (:func:`check_video_header`) and its decoders capped at ``max_pixels`` a frame (libavcodec's
+    own check, for a bitstream whose frames are larger than its container header says).
 
     Stream probing decodes no frame unless ``pixel_format`` is asked for: the pixel format is the one stream fact
     only decoding tells (size, rate, frame count and duration come from the headers), and that decoding made
     opening a 720p H.264 file with B-frames ~6× dearer (12 ms against 2 ms)."""
+    options = {"max_pixels": str(max_pixels)}
     try:
-        container = av.open(io.BytesIO(data), mode="r", options=None if pixel_format else {"skip_frame": "all"})
+        container = av.open(io.BytesIO(data), mode="r", options=options if pixel_format else
+                            {**options, "skip_frame": "all"})
     except (av.FFmpegError, UnicodeDecodeError) as exc:
         raise MediaError(f"undecodable media: {exc}") from exc
     if not pixel_format and any(s.codec_context.width == 0 or s.start_time is None or _misdated(container, s)
                                 for s in container.streams.video):
         container.close()   # frame size or start time (Matroska) only decoding tells: probe the usual way
-        return open_media(data, pixel_format=True)
+        return open_media(data, pixel_format=True, max_pixels=max_pixels)
+    try:
+        check_video_header(container, len(data), max_pixels)
+    except MediaError:
+        container.close()
+        raise
+    for stream in container.streams.video:
+        stream.codec_context.options = {**stream.codec_context.options, **options}
     return container
+
+
+def check_video_header(container, size: int, max_pixels: int = MAX_PIXELS) -> None:
+    """The first video stream's declared facts, read before its frames are decoded: a frame size (a decoding open
+    that failed leaves 0×0) of at most ``max_pixels``; no more frames than ``size`` bytes can hold (a frame takes
+    one byte at least); no duration past :data:`MAX_DURATION_SECONDS`. MediaError naming the value otherwise."""
+    if not container.streams.video:
+        return   # audio: whoever needs video says so (video_stream)
+    stream = container.streams.video[0]
+    width, height = stream.codec_context.width, stream.codec_context.height
+    if width <= 0 or height <= 0:
+        raise MediaError(f"video stream has no frame size ({width}x{height}): corrupt header")
+    if width * height > max_pixels:
+        raise MediaError(f"video frames of {width}x{height} ({width * height} pixels) exceed max_pixels={max_pixels}")
+    if stream.frames > size:
+        raise MediaError(f"video stream declares {stream.frames} frames in {size} bytes: corrupt header")
+    declared = [float(stream.duration * stream.time_base)] if stream.duration and stream.time_base else []
+    if container.duration is not None:
+        declared.append(container.duration / av.time_base)
+    if any(seconds > MAX_DURATION_SECONDS for seconds in declared):
+        raise MediaError(f"video declares {max(declared):.0f} s, over the {MAX_DURATION_SECONDS} s a video may last")
 
 
 def video_stream(container) -> "av.video.stream.VideoStream":
@@ -151,7 +192,12 @@ def decode_packet(context, packet, wanted: bool) -> list:
     (nothing else needs it). Decided per packet: ``skip_frame="NONREF"`` for a whole run drops wanted B-frames too,
     which gave wrong frames on B-frame files."""
     context.skip_frame = "DEFAULT" if wanted else "NONREF"
-    return context.decode(packet)
+    try:
+        return context.decode(packet)
+    except av.InvalidDataError as exc:   # also libavcodec's refusal of frames over max_pixels (see open_media)
+        size = context.width * context.height
+        raise MediaError(f"undecodable video packet: {context.width}x{context.height} frames ({size} pixels) "
+                         "over max_pixels, or corrupt data") from exc
 
 
 def seek_keyframe(container, stream, pts: int, *others) -> Iterator:

@@ -350,9 +350,11 @@ def _write_atomically(path: str, text: str) -> None:
 
 
 def _txt_batches(f, url_col: str) -> Iterator[pa.RecordBatch]:
+    """One URL a line, blank lines skipped; a UTF-8 byte order mark (Windows editors write one) is not part of
+    the first URL. The csv, tsv, json and jsonl readers (pyarrow's, Python's json) drop it themselves."""
     urls: List[str] = []
-    for raw in f:
-        line = raw.decode("utf-8").strip()
+    for number, raw in enumerate(f):
+        line = raw.decode("utf-8-sig" if number == 0 else "utf-8").strip()
         if line:
             urls.append(line)
         if len(urls) >= _BATCH_ROWS:
