@@ -7,7 +7,6 @@ happened is in its fields, never in flags inside the samples.
 """
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +23,9 @@ from .subsamplers import SubsamplerLike, run_chain
 from .subsamplers.base import row_context
 
 log = logging.getLogger("streamv2d")
+
+#: One input row's outputs: its index in the shard and the samples it made.
+RowGroup = Tuple[int, List[Sample]]
 
 #: Looks a row's URL up in a memo of permanent failures: the remembered ``json`` fields, or None to fetch it.
 Memo = Callable[[str], Optional[Dict[str, Any]]]
@@ -81,7 +83,7 @@ class ShardProcessor:
         ``stats`` is filled as rows complete and finished when the shard is exhausted (a consumer that stops
         early leaves it unfinished)."""
         stats = stats if stats is not None else ShardStats(shard.id)
-        rows = itertools.islice(enumerate(self._rows(shard)), start_row, None)
+        rows = enumerate(self._rows(shard, start_row), start_row)
         task = lambda item: self._process_row(item[0], *item[1], stages, epoch, memo)  # noqa: E731
         for result in self._map(task, rows, needs_io=self.source.needs_fetch):
             stats.add_row(result.record, result.outputs, result.nbytes)
@@ -94,12 +96,13 @@ class ShardProcessor:
                  shard.id, stats.successes, stats.count, stats.samples, stats.failed_to_download,
                  stats.failed_to_subsample)
 
-    def run_after(self, samples: Iterable[Sample], chain: Sequence[SubsamplerLike], epoch: int = 0) -> Iterator[Sample]:
-        """``chain`` over ``samples`` in this consumer's pool, results in order — e.g. ``Frames`` on what the
+    def run_after(self, groups: Iterable[RowGroup], chain: Sequence[SubsamplerLike], epoch: int = 0) -> Iterator[RowGroup]:
+        """``chain`` over each row's samples in this consumer's pool, rows in order — e.g. ``Frames`` on what the
         cache returns, decoded in parallel like an uncached epoch's."""
-        task = lambda item: _run_chain_at(item[0], item[1], chain, epoch)  # noqa: E731
-        for outputs in self._map(task, enumerate(samples), needs_io=False):
-            yield from outputs
+        def task(group: RowGroup) -> RowGroup:
+            row, samples = group
+            return row, [out for sample in samples for out in _run_chain_at(row, sample, chain, epoch)]
+        return self._map(task, groups, needs_io=False)
 
     def _map(self, task: Callable, items: Iterable, needs_io: bool) -> Iterator:
         """``task`` over ``items`` in order: in the pool when there is network I/O to overlap or more than one
@@ -108,12 +111,12 @@ class ShardProcessor:
             return ordered_map(task, items, self.executor, 2 * self.config.threads)
         return map(task, items)
 
-    def _rows(self, shard: InputShard) -> Iterator[Tuple[Sample, bool]]:
-        """``(row, truncated)`` for the shard's rows; a shard that cannot be read (a corrupt parquet page, a
-        vanished file) ends with one failure record for its unread rest instead of an exception that would end
-        the epoch."""
+    def _rows(self, shard: InputShard, start: int) -> Iterator[Tuple[Sample, bool]]:
+        """``(row, truncated)`` for the shard's rows from ``start``; a shard that cannot be read (a corrupt parquet
+        page, a vanished file) ends with one failure record for its unread rest instead of an exception that
+        would end the epoch."""
         try:
-            for row in self.source.read(shard):
+            for row in self.source.read(shard, start):
                 yield row, False
         except Exception as exc:
             key = f"{shard.id:05d}_unreadable"

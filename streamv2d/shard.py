@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Iterator, Optional, Sequence
 
 from .job import Job
-from .pipeline import RowResult, ShardProcessor
+from .pipeline import RowGroup, RowResult, ShardProcessor
 from .sample import Sample
 from .sources import InputShard, Source, open_source
 from .stats import ShardStats
@@ -38,20 +38,26 @@ class ShardJob:
         stages = self.chain.before_cache if cached_part else self.chain.stages
         return self.processor.process_rows(self.shard(k), stages, stats, start_row=start_row, epoch=epoch, memo=memo)
 
-    def samples(self, k: int, store=None, *, epoch: int = 0) -> Iterator[Sample]:
-        """Every output sample of shard ``k``, failure records included, in row order: through ``store`` (the
-        write-through cache: read back when complete, else written as it streams) then the stages after the
-        cache boundary — or straight through the whole chain without a store. The same samples either way."""
+    def row_groups(self, k: int, store=None, *, epoch: int = 0, start_row: int = 0) -> Iterator[RowGroup]:
+        """Shard ``k``'s rows from ``start_row`` on, each with its output samples (failure records included), in
+        row order: through ``store`` (the write-through cache: read back when complete, else written as it
+        streams) then the stages after the cache boundary — or straight through the whole chain without a
+        store. The same samples either way; rows before ``start_row`` are never fetched or decoded."""
         if store is None:
-            for result in self.rows(k, epoch=epoch):
-                yield from result.outputs
+            for result in self.rows(k, start_row=start_row, epoch=epoch):
+                yield result.index, result.outputs
             return
-        from .cache.through import write_through
+        from .cache.through import write_through_rows
 
-        cached = write_through(self, k, store, epoch=epoch)
+        groups = write_through_rows(self, k, store, epoch=epoch, start_row=start_row)
         if self.chain.after_cache:
-            cached = self.processor.run_after(cached, self.chain.after_cache, epoch)
-        yield from cached
+            groups = self.processor.run_after(groups, self.chain.after_cache, epoch)
+        yield from groups
+
+    def samples(self, k: int, store=None, *, epoch: int = 0) -> Iterator[Sample]:
+        """Every output sample of shard ``k`` (see :meth:`row_groups`)."""
+        for _, outputs in self.row_groups(k, store, epoch=epoch):
+            yield from outputs
 
     def run(self, k: int, store) -> ShardStats:
         """Process shard ``k`` to completion into ``store`` (skipped when complete); its stats. The job must hold

@@ -27,12 +27,14 @@ MAP_SIZE = 1 << 36
 @dataclass
 class Progress:
     """What a shard's journal says is safely written: ``rows`` input rows, spool bytes ``[0, offset)``, their
-    stats and metadata rows; ``sealed`` once the spool is complete and only publication remains."""
+    stats, metadata rows and how many samples each row wrote; ``sealed`` once the spool is complete and only
+    publication remains."""
 
     rows: int = 0
     offset: int = 0
     stats: Optional[ShardStats] = None
     metadata: List[Dict[str, Any]] = field(default_factory=list)
+    outputs_per_row: List[int] = field(default_factory=list)
     sealed: bool = False
 
 
@@ -68,6 +70,7 @@ class ShardJournal:
             progress.rows, progress.offset = entry["row"] + 1, entry["offset"]
             progress.stats = ShardStats.from_dict(entry["stats"])
             progress.metadata.extend(entry["meta"])
+            progress.outputs_per_row.extend(entry.get("counts", [len(entry["meta"])]))
         return progress
 
     def start(self, progress: Progress) -> None:
@@ -75,9 +78,9 @@ class ShardJournal:
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         self.close()
         self._file = open(self.path, "w", encoding="utf-8")
-        if progress.rows:
+        if progress.rows:   # one line for all rows so far: ``counts`` says how many metadata rows each has
             self._write({"row": progress.rows - 1, "offset": progress.offset, "stats": progress.stats.to_dict(),
-                         "meta": progress.metadata})
+                         "meta": progress.metadata, "counts": progress.outputs_per_row})
 
     def append(self, row: int, offset: int, stats: ShardStats, meta: List[Dict[str, Any]]) -> None:
         """Record input row ``row`` as done: the spool holds it below ``offset``."""

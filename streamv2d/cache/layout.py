@@ -78,6 +78,11 @@ class ShardPaths:
         return os.path.join(meta_dir(self.root), "spool", self.name + ".journal")
 
     @property
+    def index(self) -> str:
+        """How many samples each input row of the published shard wrote, so a position can be found by row."""
+        return os.path.join(meta_dir(self.root), "index", self.name + ".json")
+
+    @property
     def lock(self) -> str:
         return os.path.join(meta_dir(self.root), "locks", self.name + ".lock")
 

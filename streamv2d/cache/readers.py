@@ -1,6 +1,7 @@
 """Read a published output shard back as samples, in any output format (json → dict, txt → str)."""
 from __future__ import annotations
 
+import itertools
 import os
 from typing import Dict, Iterator, List
 
@@ -12,18 +13,28 @@ from .layout import ShardPaths
 from .writer import spool_samples
 
 
-def read_output_shard(paths: ShardPaths) -> Iterator[Sample]:
-    """The samples of the published shard at ``paths``, in written order."""
+def read_output_shard(paths: ShardPaths, skip: int = 0) -> Iterator[Sample]:
+    """The samples of the published shard at ``paths``, in written order, after the first ``skip`` (not
+    decoded: tar headers, parquet row counts, file names tell where they end)."""
     if paths.fmt == "tar":
-        return spool_samples(paths.data, paths.shard_id)
+        return spool_samples(paths.data, paths.shard_id, skip)
     if paths.fmt == "parquet":
-        return _parquet_samples(paths.data)
-    return _files_samples(paths.data)
+        return _parquet_samples(paths.data, skip)
+    return itertools.islice(_files_samples(paths.data), skip, None)
 
 
-def _parquet_samples(path: str) -> Iterator[Sample]:
+def _parquet_samples(path: str, skip: int = 0) -> Iterator[Sample]:
     parquet = pq.ParquetFile(path)
-    for batch in parquet.iter_batches(batch_size=64):
+    groups = [parquet.metadata.row_group(g).num_rows for g in range(parquet.metadata.num_row_groups)]
+    first = 0
+    while first < len(groups) and skip >= groups[first]:   # whole row groups before the position: never read
+        skip -= groups[first]
+        first += 1
+    for batch in parquet.iter_batches(batch_size=64, row_groups=range(first, len(groups))):
+        if skip >= batch.num_rows:
+            skip -= batch.num_rows
+            continue
+        batch, skip = batch.slice(skip), 0
         columns = batch.to_pydict()
         for i, key in enumerate(columns["__key__"]):
             sample: Sample = {"__key__": key, "__url__": path}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from ..sample import Sample, key_widths
 from ..stats import ShardStats
@@ -129,6 +129,29 @@ class CacheStore:
                 raise CacheMiss(f"shard {shard_id} is not complete in {self.root}")
             self.touch(shard_id)
             yield from read_output_shard(self.paths(shard_id))
+
+    def read_rows(self, shard_id: int, start_row: int = 0) -> Iterator[Tuple[int, List[Sample]]]:
+        """The rows of complete shard ``shard_id`` from ``start_row`` on, each with its samples (the samples of
+        earlier rows are passed over undecoded); under a shared lease, like :meth:`read`."""
+        from .through import grouped
+
+        counts = self._outputs_per_row(shard_id)
+        skip = sum(counts[:start_row]) if counts is not None else start_row
+        with self.lease(shard_id) as lease:
+            lease.acquire(exclusive=False, wait=True)
+            if not self.is_complete(shard_id):
+                raise CacheMiss(f"shard {shard_id} is not complete in {self.root}")
+            self.touch(shard_id)
+            rest = counts[start_row:] if counts is not None else None
+            yield from grouped(read_output_shard(self.paths(shard_id), skip), rest, start_row)
+
+    def _outputs_per_row(self, shard_id: int) -> Optional[List[int]]:
+        """How many samples each input row of a complete shard wrote (None: unknown, each sample a row)."""
+        try:
+            with open(self.paths(shard_id).index) as f:
+                return list(json.load(f)["outputs_per_row"])
+        except (FileNotFoundError, ValueError, KeyError):
+            return None
 
     def touch(self, shard_id: int) -> None:
         """Mark ``shard_id`` as used now, for least-recently-used eviction."""

@@ -8,9 +8,10 @@ publishes nothing; the journal keeps its progress, by position, for the next run
 is exactly what a later read returns."""
 from __future__ import annotations
 
+import itertools
 import logging
 import os
-from typing import Any, Dict, Generator, Iterator, List, Optional
+from typing import Any, Dict, Generator, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from ..sample import FAILED_TO_SUBSAMPLE, SUCCESS, Sample, is_success, mark_failed
 from ..sources.tar import decode_payload
@@ -26,34 +27,51 @@ class CacheWriteError(OSError):
     """The cache could not be written (a full or failing disk); the shard is left unpublished, resumable."""
 
 
+#: One input row's outputs: its index in the shard and the samples it wrote.
+RowGroup = Tuple[int, List[Sample]]
+
+
 def write_through(shard_job, k: int, store: CacheStore, *, epoch: int = 0,
                   on_disk_error: str = "stream") -> Iterator[Sample]:
-    """Every sample of shard ``k`` after the stages before the cache boundary: from the cache when complete, else
-    processed and written through. When another process is writing the shard, it is streamed uncached instead
-    of waiting. A disk error while writing streams the rest of the shard uncached with one warning
-    (``on_disk_error="stream"``, training) or raises :class:`CacheWriteError` (``"raise"``, materialize)."""
+    """Every sample of shard ``k`` after the stages before the cache boundary (see :func:`write_through_rows`)."""
+    for _, outputs in write_through_rows(shard_job, k, store, epoch=epoch, on_disk_error=on_disk_error):
+        yield from outputs
+
+
+def write_through_rows(shard_job, k: int, store: CacheStore, *, epoch: int = 0, start_row: int = 0,
+                       on_disk_error: str = "stream") -> Iterator[RowGroup]:
+    """Shard ``k``'s rows from ``start_row`` on, each with its samples after the stages before the cache
+    boundary: from the cache when complete (rows before ``start_row`` passed over unread), else processed and
+    written through. When another process is writing the shard, or the rows before ``start_row`` were never
+    written, it is streamed uncached instead. A disk error while writing streams the rest of the shard uncached
+    with one warning (``on_disk_error="stream"``, training) or raises :class:`CacheWriteError` (``"raise"``)."""
     for _ in range(3):   # the shard may be published or evicted between two looks: look again
         if store.is_complete(k):
             try:
-                yield from store.read(k)
+                yield from store.read_rows(k, start_row)
                 return
             except CacheMiss:
                 pass
         with store.lease(k) as lease:
             if lease.acquire(exclusive=True, wait=False) and not store.is_complete(k):
-                finished_publication = yield from _write_shard(shard_job, k, store, epoch, on_disk_error)
+                finished_publication = yield from _write_shard(shard_job, k, store, epoch, start_row,
+                                                               on_disk_error)
                 if not finished_publication:
                     return
                 continue
         if not store.is_complete(k):
             break
     log.info("shard %d is being written by another process; streaming it without caching", k)
-    for result in shard_job.rows(k, epoch=epoch, cached_part=True):
-        yield from result.outputs
+    yield from _uncached(shard_job, k, epoch, start_row)
 
 
-def _write_shard(shard_job, k: int, store: CacheStore, epoch: int,
-                 on_disk_error: str) -> Generator[Sample, None, bool]:
+def _uncached(shard_job, k: int, epoch: int, start_row: int) -> Iterator[RowGroup]:
+    for result in shard_job.rows(k, start_row=start_row, epoch=epoch, cached_part=True):
+        yield result.index, result.outputs
+
+
+def _write_shard(shard_job, k: int, store: CacheStore, epoch: int, start_row: int,
+                 on_disk_error: str) -> Generator[RowGroup, None, bool]:
     """Resume or start shard ``k`` under its exclusive lease (held by the caller). Returns True when it only
     finished the publication a killed run had sealed (nothing to yield: the caller reads the shard back)."""
     paths, journal = store.paths(k), store.journal(k)
@@ -61,16 +79,21 @@ def _write_shard(shard_job, k: int, store: CacheStore, epoch: int,
     if progress.sealed:
         _publish(store, k, journal, progress)
         return True
+    if start_row > progress.rows:   # delivered rows were never written: do not fetch them again to cache them
+        yield from _uncached(shard_job, k, epoch, start_row)
+        return False
     stats = progress.stats or ShardStats(k)
-    spool = rows = None
     try:
         spool = TarSpool(paths.spool, progress.offset)
         journal.start(progress)
     except OSError as exc:
         _disk_error(k, exc, on_disk_error)
-    if spool is not None and progress.rows:
+        yield from _uncached(shard_job, k, epoch, start_row)
+        return False
+    if progress.rows > start_row:
         log.info("shard %d: resuming after %d rows", k, progress.rows)
-        yield from spool_samples(paths.spool, k)
+        skip = sum(progress.outputs_per_row[:start_row])
+        yield from grouped(spool_samples(paths.spool, k, skip), progress.outputs_per_row[start_row:], start_row)
     rows = shard_job.rows(k, start_row=progress.rows, epoch=epoch, stats=stats, cached_part=True,
                           memo=store.memo.get)
     truncated = False
@@ -78,7 +101,7 @@ def _write_shard(shard_job, k: int, store: CacheStore, epoch: int,
         for result in rows:
             if result.truncated or spool is None:   # rows are missing, or the disk failed: publish nothing
                 truncated = True
-                yield from result.outputs
+                yield result.index, result.outputs
                 continue
             try:
                 stored = _append(spool, journal, result, stats)
@@ -86,13 +109,13 @@ def _write_shard(shard_job, k: int, store: CacheStore, epoch: int,
                 _disk_error(k, exc, on_disk_error)
                 spool.close()
                 spool = None
-                yield from result.outputs
+                yield result.index, result.outputs
                 continue
             if result.permanent and not result.replayed and result.record["json"].get("url"):
                 meta = result.record["json"]
                 store.memo.put(str(meta["url"]), {"status": meta.get("status"),
                                                   "error_message": meta.get("error_message")})
-            yield from stored
+            yield result.index, stored
         if truncated:
             log.warning("shard %d was not written to its end; not published, it is resumed next time", k)
             return False
@@ -107,6 +130,19 @@ def _write_shard(shard_job, k: int, store: CacheStore, epoch: int,
         if spool is not None:
             spool.close()
         journal.close()
+
+
+def grouped(samples: Iterable[Sample], counts: Sequence[int], first_row: int) -> Iterator[RowGroup]:
+    """``samples`` cut into rows of ``counts`` samples, numbered from ``first_row``; None counts: one a row."""
+    samples = iter(samples)
+    if counts is None:
+        yield from ((row, [sample]) for row, sample in enumerate(samples, first_row))
+        return
+    for row, count in enumerate(counts, first_row):
+        outputs = list(itertools.islice(samples, count))
+        if len(outputs) != count:
+            raise CacheMiss(f"row {row}: {len(outputs)} of its {count} samples are on disk")
+        yield row, outputs
 
 
 def _append(spool: TarSpool, journal: ShardJournal, result, stats: ShardStats) -> List[Sample]:
@@ -165,6 +201,8 @@ def _publish(store: CacheStore, k: int, journal: ShardJournal, progress: Progres
         publish_data(paths.spool, paths)
     elif not os.path.exists(paths.data):
         raise CacheWriteError(f"shard {k}: sealed, but neither its spool nor its data is on disk")
+    os.makedirs(os.path.dirname(paths.index), exist_ok=True)
+    write_json(paths.index, {"outputs_per_row": progress.outputs_per_row})
     write_json(paths.stats, progress.stats.to_dict())
     journal.remove()
     store.enforce_limit()

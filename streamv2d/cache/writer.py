@@ -129,12 +129,13 @@ def _padding(size: int) -> bytes:
     return bytes(-size % _BLOCK)
 
 
-def spool_samples(path: str, shard_id: int) -> Iterator[Sample]:
-    """The samples of a spool or published tar, decoded like :class:`TarSource` (json → dict, txt → str); pickle
-    members are kept: untrusted input is refused as it enters, these were written by the subsamplers."""
+def spool_samples(path: str, shard_id: int, skip: int = 0) -> Iterator[Sample]:
+    """The samples of a spool or published tar after the first ``skip`` (passed over by their headers), decoded
+    like :class:`TarSource` (json → dict, txt → str); pickle members are kept: untrusted input is refused as it
+    enters, these were written by the subsamplers."""
     if os.path.getsize(path) == 0:
         return iter(())
-    return TarSource(path, allow_pickle=True).read(InputShard(shard_id, path))
+    return TarSource(path, allow_pickle=True).read(InputShard(shard_id, path), skip)
 
 
 def remove_stale_temps(paths: ShardPaths) -> None:

@@ -35,8 +35,9 @@ class Source(Protocol):
     def shards(self) -> Sequence[InputShard]:
         """All input shards, in id order."""
 
-    def read(self, shard: InputShard) -> Iterator[Sample]:
-        """The rows of ``shard`` as samples with ``__key__`` and ``json`` (and media for tar sources)."""
+    def read(self, shard: InputShard, start: int = 0) -> Iterator[Sample]:
+        """The rows of ``shard`` from its ``start``-th on (earlier ones skipped by position, unread where the
+        format allows), as samples with ``__key__`` and ``json`` (and media for tar sources)."""
 
     def fingerprint(self) -> str:
         """A digest that changes whenever the shards' contents or their cutting could change."""

@@ -267,11 +267,12 @@ class TableSource:
             yield batch.select(self.columns)
 
     # -- reading one shard ------------------------------------------------------------------------------------
-    def read(self, shard: InputShard) -> Iterator[Sample]:
+    def read(self, shard: InputShard, start: int = 0) -> Iterator[Sample]:
+        """The rows of ``shard`` from its ``start``-th on, as samples."""
         table = self._rows(shard)
         o = self.options
         columns = {name: table.column(name).to_pylist() for name in self.columns}
-        for i in range(table.num_rows):
+        for i in range(start, table.num_rows):
             row = {name: values[i] for name, values in columns.items()}
             key = make_key(shard.id, i, self._widths)
             meta = {"url": row[o.url_col], "key": key}

@@ -74,20 +74,22 @@ class TarSource:
             digests = list(pool.map(lambda p: content_digest(p, self.storage_options), self.paths))
         return hashlib.sha256(("tar" + "".join(digests)).encode()).hexdigest()[:16]
 
-    def read(self, shard: InputShard) -> Iterator[Sample]:
-        """Samples of one tar, in file order; a corrupt tar ends with a failure record, not an exception."""
+    def read(self, shard: InputShard, start: int = 0) -> Iterator[Sample]:
+        """Samples of one tar, in file order, from its ``start``-th on (earlier ones are passed over by their
+        headers, their payloads unread); a corrupt tar ends with a failure record, not an exception."""
         try:
             with fsspec.open(shard.path, "rb", **self.storage_options) as f, _open_tar(f) as tar:
-                yield from self._samples(tar, shard.path)
+                yield from self._samples(tar, shard.path, start)
                 reason = _bad_ending(f, tar.offset) if shard.path.endswith(".tar") else None
                 if reason:
                     raise tarfile.ReadError(reason)
         except (tarfile.TarError, OSError, EOFError) as exc:
             yield _refused(shard.path, shard.path, f"unreadable tar: {type(exc).__name__}: {exc}")
 
-    def _samples(self, tar: tarfile.TarFile, url: str) -> Iterator[Sample]:
-        """The members grouped into samples; the group read when the tar breaks is yielded before the error.
-        The keys seen are remembered to refuse duplicates: one set per tar, the shard's own size."""
+    def _samples(self, tar: tarfile.TarFile, url: str, start: int = 0) -> Iterator[Sample]:
+        """The members grouped into samples, from the ``start``-th; the group read when the tar breaks is yielded
+        before the error. The keys seen are remembered to refuse duplicates: one set per tar, the shard's own
+        size."""
         seen: Set[str] = set()
         group: Optional[_Group] = None
         try:
@@ -98,10 +100,12 @@ class TarSource:
                     continue   # directories and extensionless files belong to no sample (as in webdataset)
                 key = key or member.name
                 if group is None or group.key != key:
-                    if group is not None:
+                    if group is not None and group.index >= start:
                         yield group.sample()
                     group = _Group(url, key, group.index + 1 if group else 0, key in seen)
                     seen.add(key)
+                if group.index < start:
+                    continue
                 if reason:
                     group.fail(reason)
                 elif group.error is None:   # a failed sample's further members are not read
@@ -110,10 +114,10 @@ class TarSource:
                     except _MemberRefused as exc:
                         group.fail(str(exc))
         except (tarfile.TarError, OSError, EOFError):
-            if group is not None:
+            if group is not None and group.index >= start:
                 yield group.sample()
             raise
-        if group is not None:
+        if group is not None and group.index >= start:
             yield group.sample()
 
     def _payload(self, tar: tarfile.TarFile, member: tarfile.TarInfo, ext: str) -> Any:
