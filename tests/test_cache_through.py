@@ -15,14 +15,14 @@ from streamv2d.sources import TableSource
 from streamv2d.subsamplers import Subsampler
 
 
-def make_processor(tmp_path, rows: List[dict], samples_per_shard: int, subsamplers=(), threads: int = 4):
+def make_processor(tmp_path, rows: List[dict], samples_per_shard: int, subsamplers=(), threads: int = 4, **fetch):
     """A table of ``rows`` cut into shards, processed with fast-failing fetch settings."""
     table = str(tmp_path / "urls.csv")
     if not os.path.exists(table):
         write_csv(table, rows)
     source = TableSource(table, caption_col="caption", samples_per_shard=samples_per_shard,
                          table_cache=str(tmp_path / "tables"))
-    return ShardProcessor(source, FetchConfig(threads=threads, retries=0), subsamplers)
+    return ShardProcessor(source, FetchConfig(threads=threads, retries=0, **fetch), subsamplers)
 
 
 def forget(store: CacheStore, shard_id: int) -> None:
@@ -127,7 +127,7 @@ def test_changed_subsamplers_get_a_new_namespace(tmp_path, url_rows, server):
 
 def test_eviction_respects_the_limit_and_spares_leased_shards(tmp_path, corpus_dir, corpus_names):
     rows = [{"url": os.path.join(corpus_dir, n), "caption": n} for n in corpus_names[:8]]  # local files: no server
-    processor = make_processor(tmp_path, rows, samples_per_shard=2)
+    processor = make_processor(tmp_path, rows, samples_per_shard=2, allow_local_files=True)
     cache = str(tmp_path / "cache")
     store = CacheStore.for_processor(cache, processor)
     for shard in processor.source.shards():

@@ -1,4 +1,6 @@
 """Fetching: every way a download goes wrong becomes a counted failure record; retries only where they help."""
+import re
+
 import pytest
 
 from streamv2d.errors import FetchError
@@ -134,3 +136,29 @@ def test_only_gone_statuses_are_permanent(server):
     assert failure(server, "status/410").permanent
     failure(server, "status/408")
     assert server.requests["/status/408"] == FAST["retries"] + 1
+
+
+def test_sizes_and_numeric_strings_are_parsed():
+    config = FetchConfig.from_any({"max_bytes": "50MB", "max_bytes_in_flight": "2GiB", "read_timeout": "20",
+                                   "retries": "3"})
+    assert (config.max_bytes, config.max_bytes_in_flight) == (50_000_000, 2 << 30)
+    assert config.read_timeout == 20.0 and config.retries == 3
+
+
+@pytest.mark.parametrize("setting,value,allowed", [
+    ("retries", -1, "an integer >= 0"), ("retries", 1.5, "an integer >= 0"), ("threads", 0, "an integer >= 1"),
+    ("read_timeout", 0, "> 0"), ("connect_timeout", -2, "> 0"), ("max_seconds", "fast", "> 0"),
+    ("max_seconds", float("inf"), "> 0"), ("backoff", -0.1, ">= 0"), ("max_bytes", "50 parsecs", "size in bytes"),
+    ("max_bytes", -5, "size in bytes"), ("max_bytes", 0, "size in bytes"), ("allow_local_files", "yes", "true or false"),
+    ("yt_dlp", "sometimes", "'auto', 'always' or 'never'"), ("headers", ["a"], "a mapping"),
+])
+def test_bad_settings_are_refused_at_construction(setting, value, allowed):
+    pattern = rf"^fetch\.{setting}={re.escape(repr(value))}: must be .*{re.escape(allowed)}"
+    with pytest.raises(ValueError, match=pattern) as info:
+        FetchConfig.from_any({setting: value})
+    assert "\n" not in str(info.value)
+
+
+def test_one_body_must_fit_in_the_process_budget():
+    with pytest.raises(ValueError, match="max_bytes=.* exceeds fetch.max_bytes_in_flight"):
+        FetchConfig(max_bytes="2GiB")
