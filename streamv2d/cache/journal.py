@@ -116,7 +116,7 @@ class Journal:
             txn.put(self._prefix(shard_id, "p/"),
                     json.dumps({"offset": offset, "rows": rows, "stats": stats.to_dict()}).encode())
             if permanent_failure and meta.get("url"):
-                memo = {k: meta.get(k) for k in ("url", "status", "error_message")}
+                memo = {k: meta.get(k) for k in ("url", "status", "error_message", "error_detail")}
                 txn.put(self._memo_key(str(meta["url"])), json.dumps(memo).encode())
 
     def clear(self, shard_id: int) -> None:

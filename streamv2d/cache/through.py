@@ -106,7 +106,7 @@ def _row_hook(journal: Journal, done: Set[str], needs_fetch: bool) -> RowHook:
         memo = journal.failure(str(url))
         if memo is None:
             return None
-        record = mark_failed(row, memo["status"], memo["error_message"])
+        record = mark_failed(row, memo["status"], memo["error_message"], detail=memo.get("error_detail") or "")
         record["json"]["permanent"] = True
         return [record]
     return before_fetch
