@@ -149,7 +149,8 @@ def test_sizes_and_numeric_strings_are_parsed():
     ("retries", -1, "an integer >= 0"), ("retries", 1.5, "an integer >= 0"), ("threads", 0, "an integer >= 1"),
     ("read_timeout", 0, "> 0"), ("connect_timeout", -2, "> 0"), ("max_seconds", "fast", "> 0"),
     ("max_seconds", float("inf"), "> 0"), ("backoff", -0.1, ">= 0"), ("max_bytes", "50 parsecs", "size in bytes"),
-    ("max_bytes", -5, "size in bytes"), ("max_bytes", 0, "size in bytes"), ("allow_local_files", "yes", "true or false"),
+    ("max_bytes", -5, "size in bytes"), ("max_bytes", 0, "size in bytes"),
+    ("allow_local_files", "yes", "true or false"),
     ("yt_dlp", "sometimes", "'auto', 'always' or 'never'"), ("headers", ["a"], "a mapping"),
 ])
 def test_bad_settings_are_refused_at_construction(setting, value, allowed):

@@ -14,7 +14,6 @@ from contextlib import contextmanager
 
 import pytest
 
-from streamv2d.errors import FetchError
 from streamv2d.fetch import Fetcher, FetchConfig
 from streamv2d.stats import ShardStats
 
@@ -222,3 +221,23 @@ def test_peak_rss_stays_under_1gb_with_8_threads_of_endless_bodies(server):
     threads, peak_mib, *messages = out.stdout.strip().split("|")
     assert int(threads) == 8 and int(peak_mib) < 1000, f"peak RSS {peak_mib} MiB"
     assert messages == ["body exceeds max_bytes"]
+
+
+def test_yt_dlp_endless_body_is_cut_at_max_bytes(server, tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    meta, seconds = record(server.url(f"big/{10 ** 15}/no"), yt_dlp="always", max_bytes="2MB")
+    assert meta["error_message"] == "body exceeds max_bytes" and meta["permanent"]
+    assert seconds < 3 * FAST["max_seconds"] and os.listdir(tmp_path) == []
+
+
+def test_refusals_remembered_by_a_cache_do_not_outlive_the_setting(tmp_path, corpus_dir, corpus_names):
+    """A local path refused (a permanent failure, remembered by the cache) is fetched once it is allowed."""
+    from conftest import write_csv
+    from streamv2d.cache import CacheStore
+    from streamv2d.pipeline import ShardProcessor
+    from streamv2d.sources import TableSource
+
+    table = write_csv(str(tmp_path / "t.csv"), [{"url": f"{corpus_dir}/{corpus_names[0]}"}])
+    scopes = {CacheStore.for_processor(str(tmp_path / "cache"), ShardProcessor(
+        TableSource(table), FetchConfig(allow_local_files=allowed))).journal.memo_scope for allowed in (False, True)}
+    assert len(scopes) == 2

@@ -63,7 +63,8 @@ class CacheStore:
         fingerprint = source.fingerprint()
         if config.yt_dlp_options:
             fingerprint += json.dumps(config.yt_dlp_options, sort_keys=True, default=str)
-        scope = json.dumps([config.max_bytes, config.yt_dlp, config.yt_dlp_options], sort_keys=True, default=str)
+        scope = json.dumps([config.max_bytes, config.yt_dlp, config.yt_dlp_options, config.allow_local_files,
+                            config.allow_url_chains], sort_keys=True, default=str)   # trust refusals are permanent
         return cls(cache_dir, fingerprint, processor.subsamplers, fmt=fmt, limit=limit,
                    num_shards=len(source.shards()), flat=flat, memo_scope=scope)
 

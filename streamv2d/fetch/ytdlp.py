@@ -130,8 +130,10 @@ def _abandoned(category: str, host: str, config: FetchConfig) -> FetchError:
 _YT_DLP_ERRORS = (("Unsupported URL", "yt-dlp: unsupported URL", True),
                   ("HTTP Error 404", "yt-dlp: HTTP 404", True), ("HTTP Error 410", "yt-dlp: HTTP 410", True),
                   ("HTTP Error 4", "yt-dlp: HTTP 4xx", False), ("HTTP Error 5", "yt-dlp: HTTP 5xx", False),
-                  ("Private", "yt-dlp: video not available", True), ("not available", "yt-dlp: video not available", True),
-                  ("timed out", "yt-dlp: read timeout", False), ("Connection refused", "yt-dlp: connection refused", False))
+                  ("Private", "yt-dlp: video not available", True),
+                  ("not available", "yt-dlp: video not available", True),
+                  ("timed out", "yt-dlp: read timeout", False),
+                  ("Connection refused", "yt-dlp: connection refused", False))
 
 
 def _download_error(message: str, host: str) -> FetchError:
