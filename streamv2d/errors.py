@@ -10,8 +10,10 @@ class SourceError(StreamV2DError, ValueError):
 
 
 class FetchError(StreamV2DError):
-    """One fetch failed; ``permanent`` says whether retrying later can help (404 vs timeout)."""
+    """One fetch failed; ``permanent`` says whether retrying later can help (404 vs timeout). The message is a
+    stable category ("HTTP 404", "read timeout") that groups in stats; ``detail`` holds what varies (host, sizes)."""
 
-    def __init__(self, message: str, *, permanent: bool = False):
+    def __init__(self, message: str, *, permanent: bool = False, detail: str = ""):
         super().__init__(message)
         self.permanent = permanent
+        self.detail = detail

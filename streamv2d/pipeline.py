@@ -130,12 +130,12 @@ class ShardProcessor:
         fetches = self.source.needs_fetch and is_success(row) and not truncated
         remembered = memo(str(url)) if fetches and memo is not None and url else None
         if remembered is not None:
-            record = mark_failed(row, remembered["status"], remembered["error_message"])
+            record = mark_failed(row, remembered["status"], remembered["error_message"],
+                                 detail=remembered.get("error_detail") or "")
             return RowResult(index, record, [record], permanent=True, replayed=True)
         permanent = False
         if fetches:
-            row, nbytes = self.fetcher.fetch_sample(row)
-            permanent = row["json"].pop("permanent", False) is True
+            row, nbytes, permanent = self.fetcher.fetch_outcome(row)
         else:
             nbytes = sum(len(v) for v in row.values() if isinstance(v, bytes))
         record = {"__key__": row["__key__"], "json": dict(row.get("json", {}))}

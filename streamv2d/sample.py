@@ -43,11 +43,15 @@ def is_success(sample: Sample) -> bool:
     return sample.get("json", {}).get("status", SUCCESS) == SUCCESS
 
 
-def mark_failed(sample: Sample, status: str, error: BaseException | str) -> Sample:
-    """Turn ``sample`` into a failure record: media dropped, status and error message kept in json."""
+def mark_failed(sample: Sample, status: str, error: BaseException | str, detail: str = "") -> Sample:
+    """Turn ``sample`` into a failure record: media dropped, status and error message kept in json. The message
+    should be a stable category (stats count records by it); what varies (host, sizes) goes in ``error_detail``."""
     message = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
     meta = dict(sample.get("json", {}))
+    meta.pop("error_detail", None)
     meta.update(status=status, error_message=message)
+    if detail:
+        meta["error_detail"] = detail
     record = {k: v for k, v in sample.items() if k.startswith("__") or k == "txt"}
     record["json"] = meta
     return record

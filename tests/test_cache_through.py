@@ -15,12 +15,13 @@ from streamv2d.shard import ShardJob
 from streamv2d.subsamplers import Subsampler
 
 
-def make_processor(tmp_path, rows: List[dict], samples_per_shard: int, subsamplers=(), threads: int = 4):
+def make_processor(tmp_path, rows: List[dict], samples_per_shard: int, subsamplers=(), threads: int = 4, **fetch):
     """The shard jobs of a table of ``rows``, with fast-failing fetch settings."""
     table = str(tmp_path / "urls.csv")
     if not os.path.exists(table):
         write_csv(table, rows)
-    return ShardJob(Job(source=table, subsamplers=subsamplers, fetch=FetchConfig(threads=threads, retries=0),
+    return ShardJob(Job(source=table, subsamplers=subsamplers,
+                        fetch=FetchConfig(threads=threads, retries=0, **fetch),
                         table={"caption_col": "caption", "samples_per_shard": samples_per_shard,
                                "table_cache": str(tmp_path / "tables")}))
 
@@ -128,7 +129,7 @@ def test_changed_subsamplers_get_a_new_namespace(tmp_path, url_rows, server):
 
 def test_eviction_respects_the_limit_and_spares_leased_shards(tmp_path, corpus_dir, corpus_names):
     rows = [{"url": os.path.join(corpus_dir, n), "caption": n} for n in corpus_names[:8]]  # local files: no server
-    processor = make_processor(tmp_path, rows, samples_per_shard=2)
+    processor = make_processor(tmp_path, rows, samples_per_shard=2, allow_local_files=True)
     cache = str(tmp_path / "cache")
     store = CacheStore.for_job(cache, processor)
     for shard in processor.shards():

@@ -9,6 +9,8 @@ import streamv2d as sv
 from streamv2d.distribute import World, consumer_shards, epoch_order, quota, top_up_pools
 from conftest import write_csv
 
+LOCAL = {"allow_local_files": True}   # these tables name local paths
+
 
 @pytest.mark.parametrize("num_shards,world_size,num_workers",
                          [(7, 2, 3), (3, 2, 3), (1, 4, 4), (12, 3, 2), (100, 8, 7), (5, 1, 1), (0, 2, 2)])
@@ -51,7 +53,7 @@ def test_dataloader_grid_yields_every_success_exactly_once(local_table, world_si
     keys = Counter()
     for rank in range(world_size):
         ds = sv.VideoDataset(local_table, caption_col="caption", samples_per_shard=2, rank=rank,
-                             world_size=world_size, shuffle_shards=True, seed=5)
+                             world_size=world_size, shuffle_shards=True, seed=5, fetch=LOCAL)
         assert ds.num_shards == 7
         for sample in torch.utils.data.DataLoader(ds, batch_size=None, num_workers=num_workers):
             keys[sample["__key__"]] += 1
@@ -61,7 +63,7 @@ def test_dataloader_grid_yields_every_success_exactly_once(local_table, world_si
 def test_environment_rank_is_used(local_table, monkeypatch):
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
-    ds = sv.VideoDataset(local_table, samples_per_shard=2)
+    ds = sv.VideoDataset(local_table, samples_per_shard=2, fetch=LOCAL)
     assert {s["__key__"][:5] for s in ds} == {"00001", "00003", "00005"}
 
 
@@ -73,11 +75,12 @@ def test_fixed_length_mode_gives_equal_counts_despite_unequal_failures(tmp_path,
     table = write_csv(str(tmp_path / "uneven.csv"), rows)
     counts = []
     for rank in range(2):
-        ds = sv.VideoDataset(table, samples_per_shard=3, rank=rank, world_size=2, samples_per_rank=5)
+        ds = sv.VideoDataset(table, samples_per_shard=3, rank=rank, world_size=2, samples_per_rank=5, fetch=LOCAL)
         samples = list(torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2))
         assert all(s["json"]["status"] == "success" for s in samples)
         counts.append(len(samples))
-    exact = [len(list(sv.VideoDataset(table, samples_per_shard=3, rank=r, world_size=2))) for r in range(2)]
+    exact = [len(list(sv.VideoDataset(table, samples_per_shard=3, rank=r, world_size=2, fetch=LOCAL)))
+             for r in range(2)]
     assert exact == [6, 2]          # exactly-once mode: unequal
     assert counts == [5, 5]         # fixed-length mode: equal, rank 1 topped up from its own successes
 
@@ -85,12 +88,12 @@ def test_fixed_length_mode_gives_equal_counts_despite_unequal_failures(tmp_path,
 def test_fixed_length_mode_refuses_to_spin_on_a_rank_with_nothing(tmp_path):
     table = write_csv(str(tmp_path / "bad.csv"), [{"url": "/nope.mp4"}])
     with pytest.raises(RuntimeError, match="no shard produced a sample"):
-        list(sv.VideoDataset(table, samples_per_rank=3))
+        list(sv.VideoDataset(table, samples_per_rank=3, fetch=LOCAL))
 
 
 def test_sample_shuffle_buffer_is_deterministic_and_complete(local_table):
     def keys(epoch):
-        ds = sv.VideoDataset(local_table, samples_per_shard=2, shuffle_buffer=4, seed=1)
+        ds = sv.VideoDataset(local_table, samples_per_shard=2, shuffle_buffer=4, seed=1, fetch=LOCAL)
         ds.set_epoch(epoch)
         return [s["__key__"] for s in ds]
 
@@ -103,7 +106,7 @@ def test_fixed_length_widens_when_a_workers_own_shards_all_fail(tmp_path, corpus
     rows = [{"url": "/missing0.mp4"}, {"url": "/missing1.mp4"},
             {"url": f"{corpus_dir}/{corpus_names[0]}"}, {"url": f"{corpus_dir}/{corpus_names[1]}"}]
     table = write_csv(str(tmp_path / "half.csv"), rows)
-    ds = sv.VideoDataset(table, samples_per_shard=2, samples_per_rank=6)
+    ds = sv.VideoDataset(table, samples_per_shard=2, samples_per_rank=6, fetch=LOCAL)
     samples = list(torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2))
     assert len(samples) == 6 and all(s["json"]["status"] == "success" for s in samples)
 
@@ -111,7 +114,7 @@ def test_fixed_length_widens_when_a_workers_own_shards_all_fail(tmp_path, corpus
 def test_fixed_length_counts_yielded_failures(tmp_path, corpus_dir, corpus_names):
     rows = [{"url": "/missing.mp4"}] + [{"url": f"{corpus_dir}/{n}"} for n in corpus_names[:3]]
     table = write_csv(str(tmp_path / "t.csv"), rows)
-    samples = list(sv.VideoDataset(table, samples_per_rank=5, yield_failures=True))
+    samples = list(sv.VideoDataset(table, samples_per_rank=5, yield_failures=True, fetch=LOCAL))
     assert len(samples) == 5 and samples[0]["json"]["status"] == "failed_to_download"
 
 
@@ -122,7 +125,7 @@ import streamv2d as sv
 def main():
     dist.init_process_group("gloo", rank=int(sys.argv[3]), world_size=2, init_method="tcp://127.0.0.1:" + sys.argv[4])
     os.environ.pop("RANK", None); os.environ.pop("WORLD_SIZE", None)
-    ds = sv.VideoDataset(sys.argv[2], samples_per_shard=2)
+    ds = sv.VideoDataset(sys.argv[2], samples_per_shard=2, fetch={"allow_local_files": True})
     loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=1, multiprocessing_context="spawn")
     print(" ".join(sorted(s["__key__"] for s in loader)))
     dist.destroy_process_group()

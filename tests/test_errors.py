@@ -70,5 +70,5 @@ def test_bad_options(tmp_path):
         sv.VideoDataset(table, fetch={"timeout_s": 3})
     with pytest.raises(ValueError, match="samples_per_shard"):
         sv.VideoDataset(table, samples_per_shard=0)
-    with pytest.raises(ValueError, match="fetch_threads"):
+    with pytest.raises(ValueError, match="fetch.threads"):
         sv.VideoDataset(table, fetch_threads=0)

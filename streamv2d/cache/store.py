@@ -70,12 +70,13 @@ class CacheStore:
     def for_job(cls, cache_dir: str, shard_job, *, fmt: str = "tar", limit: Union[int, str, None] = None,
                 flat: bool = False) -> "CacheStore":
         """The store of a :class:`~streamv2d.shard.ShardJob`: its source, its stages before the cache boundary and
-        its yt-dlp options (which choose the format downloaded); failures are remembered per fetch setting."""
+        the fetch settings that change what a row becomes; failures are remembered per those settings."""
         source, config = shard_job.source, shard_job.job.fetch
-        fingerprint = source.fingerprint()
-        if config.yt_dlp_options:
-            fingerprint += json.dumps(config.yt_dlp_options, sort_keys=True, default=str)
-        scope = json.dumps([config.max_bytes, config.yt_dlp, config.yt_dlp_options], sort_keys=True, default=str)
+        # the fetch settings that decide what a row becomes (the format yt-dlp picks, the size cap, what may be
+        # fetched at all) are part of the content: they name the namespace and scope the failure memo
+        scope = json.dumps([config.max_bytes, config.yt_dlp, config.yt_dlp_options, config.allow_local_files,
+                            config.allow_url_chains], sort_keys=True, default=str)
+        fingerprint = source.fingerprint() + scope
         declared: Dict[str, Any] = dict(getattr(source, "metadata_fields", dict)())
         declared.update(shard_job.chain.metadata_fields())
         return cls(cache_dir, fingerprint, shard_job.chain.before_cache, fmt=fmt, limit=limit,

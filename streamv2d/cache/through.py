@@ -113,8 +113,7 @@ def _write_shard(shard_job, k: int, store: CacheStore, epoch: int, start_row: in
                 continue
             if result.permanent and not result.replayed and result.record["json"].get("url"):
                 meta = result.record["json"]
-                store.memo.put(str(meta["url"]), {"status": meta.get("status"),
-                                                  "error_message": meta.get("error_message")})
+                store.memo.put(str(meta["url"]), {k: meta.get(k) for k in ("status", "error_message", "error_detail")})
             yield result.index, stored
         if truncated:
             log.warning("shard %d was not written to its end; not published, it is resumed next time", k)

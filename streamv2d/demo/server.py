@@ -3,12 +3,15 @@ purpose — the failures a real crawl meets — and a count of every request."""
 from __future__ import annotations
 
 import os
+import socket
+import struct
 import sys
 import threading
 import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Optional
+from urllib.parse import parse_qs, urlparse
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -106,6 +109,28 @@ class _Handler(BaseHTTPRequestHandler):
             sent += len(piece)
         if declared != "yes":
             self.wfile.write(b"0\r\n\r\n")
+
+    def _route_reset(self, name: str) -> None:
+        """Half the video, then a TCP reset (not a clean close): a connection cut mid-body."""
+        data = self.server.read(name) or b""
+        self.send_response(200)
+        self.send_header("Content-Type", "video/mp4")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data[: len(data) // 2])
+        self.wfile.flush()
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.rfile.close()          # the socket closes (with RST, lingering 0 s) once its file is closed too,
+        self.connection.close()     # before socketserver's shutdown() would send a FIN first
+        self.close_connection = True
+
+    def _route_redirect(self) -> None:
+        """A redirect to the ``to`` query parameter, whatever its scheme (``file:///etc/hostname``)."""
+        target = parse_qs(urlparse(self.path).query).get("to", ["/"])[0]
+        self.send_response(302)
+        self.send_header("Location", target)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
 
     def _route_flaky(self, failures: str, name: str) -> None:
         """500 for the first ``failures`` requests of this path, then the video."""

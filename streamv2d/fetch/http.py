@@ -1,27 +1,26 @@
-"""HTTP(S) downloads: pooled connections, timeouts, bounded retries, a size cap and truncation checks."""
+"""HTTP(S) downloads: pooled connections, timeouts, bounded retries, size and memory caps, truncation checks."""
 from __future__ import annotations
 
 import os
-import random
 import threading
 import time
 import weakref
 from typing import Optional, Tuple
+from urllib.parse import urlparse
 
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
 from ..errors import FetchError
+from .body import BodyReader
 from .config import FetchConfig
+from .policy import Retryable, joined, network_failure, with_retries
 
-_CHUNK = 1 << 16
 #: Statuses that say the resource will not come back (others, like 403, may be a passing block or rate limit).
 _GONE = (404, 410, 451)
-
-
-class _Retryable(Exception):
-    """A failure worth another try: 5xx, 429, a dropped connection, a timeout, a truncated body."""
+#: Redirects followed per request (requests' default is 30).
+_MAX_REDIRECTS = 10
 
 
 class HttpFetcher:
@@ -51,63 +50,58 @@ class HttpFetcher:
                 adapter = HTTPAdapter(pool_connections=16, pool_maxsize=max(4, self.config.threads), max_retries=0)
                 session.mount("http://", adapter)
                 session.mount("https://", adapter)
-                session.headers.update({"User-Agent": self.config.user_agent, **self.config.headers})
+                session.max_redirects = _MAX_REDIRECTS
+                # media is not compressed: identity spares decoding work and decompression bombs
+                session.headers.update({"User-Agent": self.config.user_agent, "Accept-Encoding": "identity",
+                                        **self.config.headers})
                 self._session = session
             return self._session
 
     def fetch(self, url: str, headers: Optional[dict] = None) -> Tuple[bytes, str]:
         """``(body, content_type)``; raises :class:`FetchError` (``permanent`` for 4xx and caps)."""
-        attempts = self.config.retries + 1
-        for attempt in range(attempts):
-            try:
-                return self._once(url, headers)
-            except _Retryable as exc:
-                if attempt == attempts - 1:
-                    raise FetchError(f"{exc} (after {attempts} attempts)") from None
-                time.sleep(self.config.backoff * (2 ** attempt) * (0.5 + random.random()))
-        raise AssertionError("unreachable")
+        return with_retries(lambda: self._once(url, headers), self.config)
 
     def _once(self, url: str, headers: Optional[dict]) -> Tuple[bytes, str]:
         cfg = self.config
+        host = urlparse(url).netloc
+        deadline = time.monotonic() + cfg.max_seconds
         try:
             response = self.session.get(url, stream=True, headers=headers,
                                         timeout=(cfg.connect_timeout, cfg.read_timeout))
-        except requests.exceptions.InvalidURL as exc:
-            raise FetchError(f"invalid URL: {exc}", permanent=True) from None
+        except (requests.exceptions.InvalidSchema, requests.exceptions.InvalidURL,
+                requests.exceptions.MissingSchema) as exc:
+            category = "redirect to a non-http(s) URL" if isinstance(exc, requests.exceptions.InvalidSchema) \
+                else "invalid URL"
+            raise FetchError(category, permanent=True, detail=host) from None
+        except requests.exceptions.TooManyRedirects:
+            raise FetchError("too many redirects", permanent=True, detail=host) from None
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
-            raise _Retryable(f"connection failed: {type(exc).__name__}") from None
+            raise network_failure(exc, host) from None
         with response:
             status = response.status_code
             if status >= 500 or status in (408, 429):
-                raise _Retryable(f"HTTP {status}")
+                raise Retryable(f"HTTP {status}", detail=host)
             if status >= 400:   # not retried now; remembered as permanent only when the resource is gone
-                raise FetchError(f"HTTP {status}", permanent=status in _GONE)
+                raise FetchError(f"HTTP {status}", permanent=status in _GONE, detail=host)
             declared = _content_length(response)
             if declared is not None and declared > cfg.max_bytes:
-                raise FetchError(f"body of {declared} bytes exceeds max_bytes={cfg.max_bytes}", permanent=True)
-            body = self._read_body(response, declared)
+                raise FetchError("body exceeds max_bytes", permanent=True,
+                                 detail=f"{host}; Content-Length {declared} > {cfg.max_bytes}")
+            body = self._read_body(response, declared, deadline, host)
             return body, response.headers.get("Content-Type", "")
 
-    def _read_body(self, response: requests.Response, declared: Optional[int]) -> bytes:
-        cfg = self.config
-        deadline = time.monotonic() + cfg.max_seconds
-        body = bytearray()
+    def _read_body(self, response: requests.Response, declared: Optional[int], deadline: float, host: str) -> bytes:
+        """The body, read a receive at a time (``read1``) so a trickling server meets the deadline."""
+        reader = BodyReader(self.config, deadline)
         try:
-            while True:   # read1 returns what one receive brings, so a trickling server meets the deadline
-                chunk = response.raw.read1(_CHUNK, decode_content=True)
-                if not chunk:
-                    break
-                body += chunk
-                if len(body) > cfg.max_bytes:
-                    raise FetchError(f"body exceeds max_bytes={cfg.max_bytes}", permanent=True)
-                if time.monotonic() > deadline:
-                    raise _Retryable(f"download exceeded max_seconds={cfg.max_seconds}")
+            body = reader.read_all(lambda n: response.raw.read1(n, decode_content=True), host, declared)
         except (urllib3.exceptions.HTTPError, requests.exceptions.RequestException, OSError) as exc:
-            got = f"{len(body)} of {declared}" if declared is not None else str(len(body))
-            raise _Retryable(f"truncated body: connection dropped after {got} bytes ({type(exc).__name__})") from None
+            failure = network_failure(exc, host)
+            failure.detail = joined(failure.detail, f"after {reader.received} of {declared or '?'} bytes")
+            raise failure from None
         if declared is not None and len(body) < declared and "Content-Encoding" not in response.headers:
-            raise _Retryable(f"truncated body: {len(body)} of {declared} bytes")
-        return bytes(body)
+            raise Retryable("truncated body", detail=f"{host}; {len(body)} of {declared} bytes")
+        return body
 
 
 _live: "weakref.WeakSet[HttpFetcher]" = weakref.WeakSet()
