@@ -112,8 +112,9 @@ class Encode(VideoOp):
     bytes of a 5 fps output; x264 still adds keyframes at scene cuts): a reader seeking into a clip decodes at
     most this much; None leaves it to the encoder (x264: 250 frames, 50 s at 5 fps). ``reproducible`` (default
     on): the same input gives the same bytes in every run on one machine — libx264 runs without its AVX-512 code,
-    whose MB-tree pass reads memory it never wrote at widths not a multiple of 128 px (docs in
-    :func:`x264_asm_without_avx512`); off, x264 uses every CPU feature it finds."""
+    whose MB-tree pass reads memory it never wrote at widths not a multiple of 128 px (see
+    :func:`x264_asm_without_avx512`); off, x264 uses every CPU feature it finds. ``threads=0`` is reproducible
+    too, between machines of the same core count (x264 sizes its threads by it)."""
 
     def __init__(self, codec: str = "libx264", crf: Optional[int] = 23, bitrate: Optional[int] = None,
                  preset: Optional[str] = "veryfast", container: str = "mp4", pix_fmt: str = "yuv420p",
@@ -175,8 +176,8 @@ def x264_asm_without_avx512() -> Optional[str]:
 
     x264's AVX-512 ``mbtree_propagate_list`` handles a row of macroblocks 8 at a time where its C and AVX2
     versions stop at the row's end: on the last row of a frame whose width is not a multiple of 8 macroblocks it
-    reads motion vectors and costs from unwritten heap memory, so the MB-tree rate control (and every byte after
-    the first frames) changed with what the process had freed before. Without AVX-512 the bytes no longer depend
+    reads motion vectors and costs from unwritten heap memory, so the MB-tree rate control (and the bytes from
+    the first frame on) changed with what the process had freed before. Without AVX-512 the bytes no longer depend
     on the heap (tests/test_reproducible.py) and encoding is no slower (benchmarks/README.md)."""
     names = x264_cpu_capabilities()
     return ",".join(name for name in names if name != "AVX512") if "AVX512" in names else None
