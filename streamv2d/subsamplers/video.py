@@ -114,7 +114,7 @@ class Encode(VideoOp):
     on): the same input gives the same bytes in every run on one machine — libx264 runs without its AVX-512 code,
     whose MB-tree pass reads memory it never wrote at widths not a multiple of 128 px (see
     :func:`x264_asm_without_avx512`); off, x264 uses every CPU feature it finds. ``threads=0`` is reproducible
-    too, between machines of the same core count (x264 sizes its threads by it)."""
+    too, but x264 sizes its threads by the core count: another count gives other bytes."""
 
     def __init__(self, codec: str = "libx264", crf: Optional[int] = 23, bitrate: Optional[int] = None,
                  preset: Optional[str] = "veryfast", container: str = "mp4", pix_fmt: str = "yuv420p",
