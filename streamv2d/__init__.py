@@ -4,6 +4,7 @@ from .dataset import VideoDataset
 from .errors import FetchError, SourceError, StreamV2DError
 from .fetch import FetchConfig
 from .job import Job
+from .loader import mix, reshard_state
 from .materialize import materialize
 from .pipeline import RowResult
 from .shard import ShardJob
@@ -17,4 +18,4 @@ __version__ = "0.1.0"
 __all__ = ["FPS", "Audio", "Clip", "CutDetection", "Encode", "FetchConfig", "FetchError", "Frames", "InputShard", "Job",
            "MediaError", "OpticalFlow", "Probe", "Resolution", "RowResult", "ShardJob", "ShardStats", "Source",
            "SourceError", "StreamV2DError", "Subsampler", "TableOptions", "TableSource", "TarSource", "VideoDataset",
-           "__version__", "from_config", "load_config", "materialize"]
+           "__version__", "from_config", "load_config", "materialize", "mix", "reshard_state"]

@@ -1,25 +1,29 @@
 """``VideoDataset``: the streaming ``IterableDataset`` that every other feature plugs into."""
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
-import random
-from dataclasses import fields
-from typing import Any, Iterator, List, Mapping, Optional, Sequence, Union
+from dataclasses import astuple, fields
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 from torch.utils.data import IterableDataset
 
-from .batching import Collate, batched, collate_samples
+from .batching import Collate, collate_samples
 from .cache import CacheStore
 from .cache.evict import parse_size
 from .distribute import World, consumer_shards, current_world, epoch_order, quota, top_up_pools
 from .fetch import FetchConfig, merged
 from .job import Job, positive_int
-from .sample import Sample, is_success
+from .loader.nodes import Batcher, Endless, FixedLength, Node, ShardReader, Shuffler
 from .shard import ShardJob
 from .sources import Source
 from .sources.table import TableOptions
-from .subsamplers import SubsamplerLike
+from .subsamplers import SubsamplerLike, describe
+
+#: Bumped when the layout of ``state_dict()`` changes.
+STATE_VERSION = 1
 
 log = logging.getLogger("streamv2d")
 
@@ -50,6 +54,11 @@ class VideoDataset(IterableDataset):
         batch_size, collate_fn: batch inside each worker (use ``DataLoader(batch_size=None)``); saves the
             per-sample IPC cost when samples are small tensors. Default collate stacks equal-shaped tensors.
         rank, world_size: override the distributed world (default: torch.distributed, then RANK/WORLD_SIZE).
+        resampled: never end: after an epoch, the next one (its own shard order and draws) — for step-based
+            training.
+
+    ``state_dict()`` / ``load_state_dict()`` resume mid-epoch by position, through ``StatefulDataLoader`` (any
+    ``num_workers``) or a plain loop; ``sv.reshard_state`` converts a state for other worker or rank counts.
     """
 
     def __init__(
@@ -71,6 +80,7 @@ class VideoDataset(IterableDataset):
         collate_fn: Optional[Collate] = None,
         rank: Optional[int] = None,
         world_size: Optional[int] = None,
+        resampled: bool = False,
         **table_options: Any,
     ):
         super().__init__()
@@ -104,8 +114,12 @@ class VideoDataset(IterableDataset):
         self.collate_fn = collate_fn or collate_samples
         self.rank = rank
         self.world_size = world_size
+        self.resampled = bool(resampled)
         # shared with DataLoader workers (persistent ones included), so set_epoch reaches them
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+        self._resume_from: Optional[Dict[str, Any]] = None
+        self._current: Optional[Tuple[World, int, Node]] = None
+        self._identity: Optional[str] = None
 
     @classmethod
     def from_job(cls, job: Job, **options: Any) -> "VideoDataset":
@@ -142,64 +156,89 @@ class VideoDataset(IterableDataset):
     def world(self) -> World:
         return current_world(self.rank, self.world_size)
 
-    def shards_for(self, world: World) -> List[int]:
-        """The shard ids ``world``'s consumer reads this epoch in exactly-once mode."""
-        return consumer_shards(self._order(), world)
+    def shards_for(self, world: World, epoch: Optional[int] = None) -> List[int]:
+        """The shard ids ``world``'s consumer reads in ``epoch`` (default: the current one), exactly-once mode."""
+        return consumer_shards(self._order(epoch), world)
 
-    def _order(self) -> List[int]:
-        return epoch_order(self.num_shards, seed=self.seed, epoch=self.epoch, shuffle=self.shuffle_shards)
+    def _order(self, epoch: Optional[int] = None) -> List[int]:
+        epoch = self.epoch if epoch is None else epoch
+        return epoch_order(self.num_shards, seed=self.seed, epoch=epoch, shuffle=self.shuffle_shards)
 
+    # -- iteration and its state -----------------------------------------------------------------------------
     def __iter__(self) -> Iterator[Any]:
-        world, epoch = self.world(), self.epoch
-        if self.samples_per_rank is None:
-            samples = self._samples(self.shards_for(world), epoch)
+        world, state = self.world(), self._resume_from
+        self._resume_from = None
+        epoch = self.epoch if state is None else self._check_state(state, world)
+        loader = None if state is None else state["loader"]
+        if self.resampled:
+            stream: Node = Endless(lambda e, s: self.stream(world, e, s), epoch)
+            if loader is not None:
+                stream.reset(loader)
         else:
-            samples = self._fixed_length(world, quota(self.samples_per_rank, world), epoch)
+            stream = self.stream(world, epoch, loader)
+        self._current = (world, epoch, stream)
+        return stream
+
+    def stream(self, world: World, epoch: int, state: Optional[Dict[str, Any]] = None) -> Node:
+        """The loader stages of consumer ``world`` in ``epoch`` — shard reader (or fixed-length passes), shuffle
+        buffer, batches — resumed at ``state`` (a ``get_state()`` of the same stages) when given."""
+        def row_groups(shard: int, start_row: int):
+            return self.shard_job.row_groups(shard, self.cache, epoch=epoch, start_row=start_row)
+
+        def reader(segments) -> ShardReader:
+            return ShardReader(row_groups, segments, self.yield_failures)
+
+        if self.samples_per_rank is None:
+            node: Node = reader([[shard, 0, 0] for shard in self.shards_for(world, epoch)])
+        else:
+            node = FixedLength(reader, top_up_pools(self._order(epoch), world), quota(self.samples_per_rank, world))
         if self.shuffle_buffer > 1:
-            samples = _shuffled(samples, self.shuffle_buffer, random.Random(f"{self.seed}/{epoch}/{world}"))
+            node = Shuffler(node, self.shuffle_buffer, f"{self.seed}/{epoch}/{world}")
         if self.batch_size:
-            return batched(samples, self.batch_size, self.collate_fn)
-        return samples
+            node = Batcher(node, self.batch_size, self.collate_fn)
+        if state is not None:
+            node.reset(state)
+        return node
 
-    def _samples(self, shard_ids: Sequence[int], epoch: int) -> Iterator[Sample]:
-        for shard_id in shard_ids:
-            for sample in self.shard_job.samples(shard_id, self.cache, epoch=epoch):
-                if self.yield_failures or is_success(sample):
-                    yield sample
+    def state_dict(self) -> Dict[str, Any]:
+        """Where this process's iteration stands — after the last item it yielded — as a small JSON-able dict
+        (the job's identity, the consumer, the epoch, positions and the shuffle buffer's positions). Before any
+        iteration: the start of the current epoch. ``StatefulDataLoader`` collects it from every worker."""
+        if self._current is None:
+            world, epoch = self.world(), self.epoch
+            loader = self.stream(world, epoch).get_state()
+            if self.resampled:
+                loader = {"epoch": epoch, "stages": loader}
+        else:
+            world, epoch, stream = self._current
+            loader = stream.get_state()
+        return {"version": STATE_VERSION, "job": self.identity(), "world": list(astuple(world)), "epoch": epoch,
+                "loader": loader}
 
-    def _fixed_length(self, world: World, target: int, epoch: int) -> Iterator[Sample]:
-        """Yield exactly ``target`` items (failure records count when yielded), cycling over this consumer's
-        shards as often as needed and widening to its rank's, then all shards when a pass yields no success."""
-        if target <= 0:   # more workers than the rank's samples: this one has nothing to yield
-            return
-        pools = top_up_pools(self._order(), world)
-        produced, level = 0, 0
-        while produced < target and pools:
-            succeeded = False
-            for sample in self._samples(pools[level], epoch):
-                succeeded = succeeded or is_success(sample)
-                produced += 1
-                yield sample
-                if produced == target:
-                    return
-            if not succeeded:
-                if level == len(pools) - 1:
-                    break
-                level += 1
-            log.info("fixed-length mode: %s topping up (%d/%d) from shards %s", world, produced, target,
-                     pools[level][:8])
-        raise RuntimeError(f"fixed-length mode: no shard produced a sample; cannot fill {target} samples for {world}")
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Make the next ``iter`` resume at ``state``: the samples an uninterrupted run would still have
+        yielded, none twice, none lost, skipped by position (nothing delivered is fetched or decoded again;
+        the shuffle buffer's rows are). The epoch is the state's. Refuses a state of another job."""
+        if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+            raise ValueError(f"not a streamv2d VideoDataset state (version {STATE_VERSION}): {str(state)[:80]}")
+        if state["job"] != self.identity():
+            raise ValueError("this state was saved by another job (source content, chain, seed or loader "
+                             f"settings differ: {state['job']} != {self.identity()}); it cannot resume this one")
+        self._epoch.fill_(positive_int("epoch", state["epoch"], minimum=0))
+        self._resume_from = state
 
+    def _check_state(self, state: Dict[str, Any], world: World) -> int:
+        if list(state["world"]) != list(astuple(world)):
+            raise ValueError(f"this state was saved by consumer {World(*state['world'])}, not {world}: to resume "
+                             "with another number of ranks or workers, convert it with sv.reshard_state(...)")
+        return int(state["epoch"])
 
-def _shuffled(samples: Iterator[Sample], size: int, rng: random.Random) -> Iterator[Sample]:
-    """A reservoir-style shuffle buffer: bounded memory, deterministic for a given rng."""
-    buffer: List[Sample] = []
-    for sample in samples:
-        if len(buffer) < size:
-            buffer.append(sample)
-            continue
-        index = rng.randrange(size)
-        yield buffer[index]
-        buffer[index] = sample
-    rng.shuffle(buffer)
-    yield from buffer
+    def identity(self) -> str:
+        """A digest of what decides the sample stream: the source's content, the chain, the seed and the loader
+        settings — so a state is never applied to another job. Computed once per process."""
+        if self._identity is None:
+            document = [self.source.fingerprint(), [describe(s) for s in self.job.chain.stages], self.seed,
+                        self.shuffle_shards, self.shuffle_buffer, self.samples_per_rank, self.yield_failures,
+                        self.batch_size, self.resampled]
+            self._identity = hashlib.sha256(json.dumps(document).encode()).hexdigest()[:16]
+        return self._identity
