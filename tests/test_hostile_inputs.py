@@ -118,18 +118,21 @@ _RSS_SCRIPT = textwrap.dedent("""
         grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024
         return grown, samples[0].get("json", {}).get("error_message")
 
-    print(*grown_mb((1 << 30) + 1), sep="|")                  # just over the default max_member_bytes
+    from streamv2d.sources.tar import MAX_MEMBER_BYTES
+    print(*grown_mb(MAX_MEMBER_BYTES + 1), sep="|")           # just over the default max_member_bytes
     print(*grown_mb(200 << 20), sep="|")
 """)
 
 
 def test_an_oversized_member_is_skipped_unread_and_a_large_one_read_once(tmp_path):
-    """Peak memory in a fresh process: a member over the default cap (1 GiB) is passed over without being read,
-    and one under it is held once (tarfile's own read held two copies)."""
+    """Peak memory in a fresh process: a member over the default cap (FetchConfig.max_bytes) is passed over
+    without being read, and one under it is held once (tarfile's own read held two copies)."""
     done = subprocess.run([sys.executable, "-c", _RSS_SCRIPT, str(tmp_path / "big.tar")], capture_output=True,
                           text=True, env={**os.environ, "PYTHONPATH": ROOT}, check=True)
     (skipped_mb, message), (read_mb, _) = [line.split("|") for line in done.stdout.splitlines()]
-    assert "over max_member_bytes=1073741824" in message
+    from streamv2d.sources.tar import MAX_MEMBER_BYTES
+
+    assert f"over max_member_bytes={MAX_MEMBER_BYTES}" in message
     assert float(skipped_mb) < 64
     assert float(read_mb) < 1.4 * 200
 

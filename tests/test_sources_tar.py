@@ -189,4 +189,4 @@ def test_an_oversized_member_fails_its_sample_and_the_next_one_is_read(tmp_path)
 def test_the_member_cap_defaults_to_the_fetch_cap():
     from streamv2d.fetch import FetchConfig
 
-    assert TarSource.__init__.__kwdefaults__["max_member_bytes"] == FetchConfig().max_bytes == 1 << 30
+    assert TarSource.__init__.__kwdefaults__["max_member_bytes"] == FetchConfig().max_bytes == 256 << 20

@@ -20,8 +20,8 @@ from .paths import PathSpec, content_digest, expand
 #: torch.save's usual one: such a member copied into an output shard runs code wherever that shard is decoded.
 PICKLE_EXTENSIONS = frozenset({"pkl", "pickle", "pyd", "pth", "pt"})
 
-#: A member is held in memory whole, so the cap is the fetch cap (FetchConfig.max_bytes, 1 GiB): a video a table
-#: source would download is one a tar source reads, and nothing larger is ever read.
+#: A member is held in memory whole, so the cap is the fetch cap (FetchConfig.max_bytes): a video a table source
+#: would download is one a tar source reads, and nothing larger is ever read. Jobs pass their own cap.
 MAX_MEMBER_BYTES = FetchConfig.max_bytes
 
 
