@@ -1,21 +1,37 @@
-"""streamv2d: video URL tables and WebDataset shards → training-ready samples, on the fly."""
-from .config import load_config
-from .dataset import VideoDataset
-from .errors import FetchError, SourceError, StreamV2DError
-from .fetch import FetchConfig
-from .job import Job
-from .loader import mix, reshard_state
-from .materialize import materialize
-from .pipeline import RowResult
-from .shard import ShardJob
-from .sources import InputShard, Source, TableOptions, TableSource, TarSource
-from .stats import ShardStats
-from .subsamplers import (FPS, Audio, Clip, CutDetection, Encode, Frames, MediaError, OpticalFlow, Probe,
-                          Resolution, Subsampler, from_config)
+"""streamv2d: video URL tables and WebDataset shards → training-ready samples, on the fly.
+
+The public names are imported on first use (PEP 562), so ``streamv2d materialize`` starts without loading torch
+and ``streamv2d --help`` answers at once."""
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["FPS", "Audio", "Clip", "CutDetection", "Encode", "FetchConfig", "FetchError", "Frames", "InputShard", "Job",
-           "MediaError", "OpticalFlow", "Probe", "Resolution", "RowResult", "ShardJob", "ShardStats", "Source",
-           "SourceError", "StreamV2DError", "Subsampler", "TableOptions", "TableSource", "TarSource", "VideoDataset",
-           "__version__", "from_config", "load_config", "materialize", "mix", "reshard_state"]
+#: Public name → the module that defines it.
+_EXPORTS = {
+    "load_config": "config", "VideoDataset": "dataset", "FetchError": "errors", "SourceError": "errors",
+    "StreamV2DError": "errors", "FetchConfig": "fetch", "Job": "job", "mix": "loader", "reshard_state": "loader",
+    "materialize": "materialize", "RowResult": "pipeline", "ShardJob": "shard", "InputShard": "sources",
+    "Source": "sources", "TableOptions": "sources", "TableSource": "sources", "TarSource": "sources",
+    "ShardStats": "stats", "FPS": "subsamplers", "Audio": "subsamplers", "Clip": "subsamplers",
+    "CutDetection": "subsamplers", "Encode": "subsamplers", "Frames": "subsamplers", "MediaError": "subsamplers",
+    "OpticalFlow": "subsamplers", "Probe": "subsamplers", "Resolution": "subsamplers", "Subsampler": "subsamplers",
+    "from_config": "subsamplers",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'streamv2d' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list:
+    return __all__

@@ -1,12 +1,13 @@
-"""Batching inside the worker: one IPC transfer per batch instead of per sample."""
+"""Batching inside the worker: one IPC transfer per batch instead of per sample. torch is imported when a batch
+is collated, so curation jobs (which batch nothing) start without it."""
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Iterator, List
-
-import torch
-from torch.utils.data import get_worker_info
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List
 
 from .sample import Sample
+
+if TYPE_CHECKING:
+    import torch
 
 Collate = Callable[[List[Sample]], Any]
 
@@ -14,6 +15,8 @@ Collate = Callable[[List[Sample]], Any]
 def collate_samples(samples: List[Sample]) -> Dict[str, Any]:
     """Stack tensors of equal shape (``frames`` → ``[B, T, H, W, C]``); everything else becomes a list. Keys are
     the union over the batch, in first-seen order: a sample without one gets None in its list."""
+    import torch
+
     batch: Dict[str, Any] = {}
     for key in dict.fromkeys(k for s in samples for k in s):
         values = [s.get(key) for s in samples]
@@ -24,9 +27,12 @@ def collate_samples(samples: List[Sample]) -> Dict[str, Any]:
     return batch
 
 
-def stack(tensors: List[torch.Tensor]) -> torch.Tensor:
+def stack(tensors: List["torch.Tensor"]) -> "torch.Tensor":
     """``torch.stack``; inside a DataLoader worker, straight into shared memory, which the batch must reach
     anyway to cross to the main process — one copy of the batch instead of two."""
+    import torch
+    from torch.utils.data import get_worker_info
+
     first = tensors[0]
     plain = (get_worker_info() is None or first.device.type != "cpu"
              or any(t.dtype != first.dtype or t.requires_grad for t in tensors))

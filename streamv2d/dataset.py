@@ -13,7 +13,7 @@ from torch.utils.data import IterableDataset
 from .batching import Collate, collate_samples
 from .cache import CacheStore
 from .cache.evict import parse_size
-from .distribute import World, consumer_shards, current_world, epoch_order, quota, top_up_pools
+from .distribute import World, consumer_pieces, consumer_shards, current_world, epoch_order, quota, top_up_pools
 from .fetch import FetchConfig, merged
 from .job import Job, positive_int
 from .loader.nodes import Batcher, Endless, FixedLength, Node, ShardReader, Shuffler
@@ -182,14 +182,14 @@ class VideoDataset(IterableDataset):
     def stream(self, world: World, epoch: int, state: Optional[Dict[str, Any]] = None) -> Node:
         """The loader stages of consumer ``world`` in ``epoch`` — shard reader (or fixed-length passes), shuffle
         buffer, batches — resumed at ``state`` (a ``get_state()`` of the same stages) when given."""
-        def row_groups(shard: int, start_row: int):
-            return self.shard_job.row_groups(shard, self.cache, epoch=epoch, start_row=start_row)
+        def row_groups(shard: int, start_row: int, stop_row: Optional[int] = None):
+            return self.shard_job.row_groups(shard, self.cache, epoch=epoch, start_row=start_row, stop_row=stop_row)
 
         def reader(segments) -> ShardReader:
             return ShardReader(row_groups, segments, self.yield_failures)
 
         if self.samples_per_rank is None:
-            node: Node = reader([[shard, 0, 0] for shard in self.shards_for(world, epoch)])
+            node: Node = reader(self._segments(world, epoch))
         else:
             node = FixedLength(reader, top_up_pools(self._order(epoch), world), quota(self.samples_per_rank, world))
         if self.shuffle_buffer > 1:
@@ -199,6 +199,16 @@ class VideoDataset(IterableDataset):
         if state is not None:
             node.reset(state)
         return node
+
+    def _segments(self, world: World, epoch: int) -> List[List[int]]:
+        """The consumer's work: its shards, or — without a cache (a cached shard is one unit of work), when there
+        are more consumers than shards — its pieces of them, so no worker idles on a small table."""
+        order = self._order(epoch)
+        if self.cache is not None:
+            return [[shard, 0, 0] for shard in consumer_shards(order, world)]
+        rows = [shard.num_rows for shard in self.source.shards()]
+        return [[shard, start, 0] + ([] if stop is None else [stop])
+                for shard, start, stop in consumer_pieces(order, world, rows)]
 
     def state_dict(self) -> Dict[str, Any]:
         """Where this process's iteration stands — after the last item it yielded — as a small JSON-able dict

@@ -7,6 +7,7 @@ happened is in its fields, never in flags inside the samples.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -77,13 +78,16 @@ class ShardProcessor:
         return self._executor
 
     def process_rows(self, shard: InputShard, stages: Sequence[SubsamplerLike], stats: Optional[ShardStats] = None,
-                     *, start_row: int = 0, epoch: int = 0, memo: Optional[Memo] = None) -> Iterator[RowResult]:
+                     *, start_row: int = 0, stop_row: Optional[int] = None, epoch: int = 0,
+                     memo: Optional[Memo] = None) -> Iterator[RowResult]:
         """Rows ``start_row..`` of ``shard`` through the compiled ``stages`` (earlier rows are skipped by position:
         never fetched), in row order;
         ``stats`` is filled as rows complete and finished when the shard is exhausted (a consumer that stops
         early leaves it unfinished)."""
         stats = stats if stats is not None else ShardStats(shard.id)
         rows = enumerate(self._rows(shard, start_row), start_row)
+        if stop_row is not None:   # a piece of the shard: rows past it are never read, so never fetched
+            rows = itertools.islice(rows, max(0, stop_row - start_row))
         task = lambda item: self._process_row(item[0], *item[1], stages, epoch, memo)  # noqa: E731
         for result in self._map(task, rows, needs_io=self.source.needs_fetch):
             stats.add_row(result.record, result.outputs, result.nbytes)

@@ -31,22 +31,27 @@ class ShardJob:
     def shard(self, k: int) -> InputShard:
         return self.source.shards()[k]
 
-    def rows(self, k: int, *, start_row: int = 0, epoch: int = 0, stats: Optional[ShardStats] = None,
-             cached_part: bool = False, memo=None) -> Iterator[RowResult]:
-        """Input shard ``k``'s rows from ``start_row`` on, processed by the whole chain (or, with
-        ``cached_part``, by the stages before the cache boundary), as explicit results, in row order."""
+    def rows(self, k: int, *, start_row: int = 0, stop_row: Optional[int] = None, epoch: int = 0,
+             stats: Optional[ShardStats] = None, cached_part: bool = False, memo=None) -> Iterator[RowResult]:
+        """Input shard ``k``'s rows ``[start_row, stop_row)`` (None: to its end), processed by the whole chain (or,
+        with ``cached_part``, by the stages before the cache boundary), as explicit results, in row order."""
         stages = self.chain.before_cache if cached_part else self.chain.stages
-        return self.processor.process_rows(self.shard(k), stages, stats, start_row=start_row, epoch=epoch, memo=memo)
+        return self.processor.process_rows(self.shard(k), stages, stats, start_row=start_row, stop_row=stop_row,
+                                           epoch=epoch, memo=memo)
 
-    def row_groups(self, k: int, store=None, *, epoch: int = 0, start_row: int = 0) -> Iterator[RowGroup]:
+    def row_groups(self, k: int, store=None, *, epoch: int = 0, start_row: int = 0,
+                   stop_row: Optional[int] = None) -> Iterator[RowGroup]:
         """Shard ``k``'s rows from ``start_row`` on, each with its output samples (failure records included), in
         row order: through ``store`` (the write-through cache: read back when complete, else written as it
         streams) then the stages after the cache boundary — or straight through the whole chain without a
-        store. The same samples either way; rows before ``start_row`` are never fetched or decoded."""
+        store. The same samples either way; rows before ``start_row`` are never fetched or decoded. ``stop_row``
+        (a piece of a shard, uncached only: the cache stores whole shards) ends the rows early."""
         if store is None:
-            for result in self.rows(k, start_row=start_row, epoch=epoch):
+            for result in self.rows(k, start_row=start_row, stop_row=stop_row, epoch=epoch):
                 yield result.index, result.outputs
             return
+        if stop_row is not None:
+            raise ValueError("a cached shard is read or written whole: stop_row needs store=None")
         from .cache.through import write_through_rows
 
         groups = write_through_rows(self, k, store, epoch=epoch, start_row=start_row)

@@ -240,3 +240,29 @@ def test_resampled_dataset_never_ends_and_moves_epochs(tmp_path):
     items = [next(it)["__key__"] for _ in range(9)]
     assert len(items) == 9 and sorted(items[:3]) == sorted(items[3:6])
     assert ds.state_dict()["loader"]["epoch"] == 2
+
+
+# -- no idle worker -----------------------------------------------------------------------------------------------
+def test_a_table_with_fewer_shards_than_workers_keeps_every_worker_busy(tmp_path, url_rows, server):
+    """Finding (close-to-the-floor issue): 96 rows in one shard left one of two workers idle."""
+    from streamv2d.distribute import World, consumer_pieces
+
+    pieces = [consumer_pieces([0], World(0, 1, w, 3), [10]) for w in range(3)]
+    assert pieces == [[(0, 0, 3)], [(0, 3, 6)], [(0, 6, 10)]]
+    assert consumer_pieces([0, 1, 2], World(0, 1, 1, 2), [5, 5, 5]) == [(1, 0, None)]
+
+    def tag(sample):
+        sample["json"]["worker"] = torch.utils.data.get_worker_info().id
+        return sample
+
+    table = write_csv(str(tmp_path / "t.csv"), url_rows)
+    ds = sv.VideoDataset(table, subsamplers=[tag])                       # 12 rows, one shard
+    samples = list(StatefulDataLoader(ds, batch_size=None, num_workers=2))
+    assert Counter(s["json"]["worker"] for s in samples) == {0: 6, 1: 6}
+    assert sorted(keys(samples)) == sorted(keys(list(sv.VideoDataset(table)))) and server.total_requests() == 24
+    loader = StatefulDataLoader(sv.VideoDataset(table, subsamplers=[tag]), batch_size=None, num_workers=2)
+    it = iter(loader)
+    head = [next(it) for _ in range(5)]
+    fresh = StatefulDataLoader(sv.VideoDataset(table, subsamplers=[tag]), batch_size=None, num_workers=2)
+    fresh.load_state_dict(loader.state_dict())
+    assert sorted(keys(head) + keys(list(fresh))) == sorted(keys(samples))   # pieces resume by position too

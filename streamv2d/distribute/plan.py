@@ -8,7 +8,7 @@ uneven split (7 shards, 2 ranks × 3 workers) gives some consumers one shard mor
 from __future__ import annotations
 
 import random
-from typing import List
+from typing import List, Optional, Tuple
 
 from .world import World
 
@@ -50,3 +50,22 @@ def top_up_pools(order: List[int], world: World) -> List[List[int]]:
             if rotated not in pools:
                 pools.append(rotated)
     return pools
+
+
+def consumer_pieces(order: List[int], world: World, num_rows: List[int]) -> List[Tuple[int, int, Optional[int]]]:
+    """Like :func:`consumer_shards`, as ``(shard, start_row, stop_row)`` pieces (``stop_row`` None: to the end);
+    when the world has more consumers than the epoch has shards, each shard is first cut into as many contiguous
+    row ranges as it takes for every consumer to get one (``num_rows[shard]`` split evenly) — still a partition
+    of every row, so a small table keeps every worker busy and every sample is yielded exactly once. Shards
+    whose row count is unknown (0: tar shards) stay whole."""
+    consumers = world.world_size * world.num_workers
+    if not order or len(order) >= consumers:
+        return [(shard, 0, None) for shard in consumer_shards(order, world)]
+    cuts = -(-consumers // len(order))
+    pieces: List[Tuple[int, int, Optional[int]]] = []
+    for shard in order:
+        rows = num_rows[shard]
+        parts = min(cuts, rows) if rows else 1
+        bounds = [rows * i // parts for i in range(parts + 1)] if rows else [0, None]
+        pieces += [(shard, bounds[i], bounds[i + 1]) for i in range(parts)]
+    return pieces[world.rank::world.world_size][world.worker::world.num_workers]

@@ -10,7 +10,8 @@ from ..sample import Sample, is_success
 
 #: Where a sample comes from: (shard id, row in the shard, index among the row's outputs).
 Position = Tuple[int, int, int]
-#: What is left of one shard for a consumer: [shard id, first row, outputs of that row already delivered].
+#: What is left of one shard for a consumer: [shard id, first row, outputs of that row already delivered], and
+#: a fourth item, the row to stop before, when the consumer has only a piece of the shard.
 Segment = List[int]
 
 
@@ -33,11 +34,11 @@ class Node(Iterator[Any]):
 class ShardReader(Node):
     """One consumer's samples: its shards' segments in order, each row from where the last delivery left off.
 
-    ``row_groups(shard, start_row)`` yields ``(row, outputs)`` from ``start_row`` (rows before it are never
-    fetched or decoded). Failure records are consumed but only yielded with ``yield_failures``; ``pending``
+    ``row_groups(shard, start_row, stop_row)`` yields ``(row, outputs)`` for rows ``[start_row, stop_row)`` (rows
+    before it are never fetched or decoded; None: to the shard's end). Failure records are consumed but only yielded with ``yield_failures``; ``pending``
     samples (single positions, e.g. a resharded shuffle buffer's) come first."""
 
-    def __init__(self, row_groups: Callable[[int, int], Iterator[Tuple[int, List[Sample]]]],
+    def __init__(self, row_groups: Callable[[int, int, Optional[int]], Iterator[Tuple[int, List[Sample]]]],
                  segments: Sequence[Segment], yield_failures: bool = False):
         self._row_groups, self._yield_failures = row_groups, yield_failures
         self.reset({"segments": [list(s) for s in segments], "pending": []})
@@ -63,7 +64,7 @@ class ShardReader(Node):
     def sample_at(self, position: Position) -> Sample:
         """The sample at ``position``, made again (its row fetched and processed once more)."""
         shard, row, index = position
-        for found_row, outputs in self._row_groups(shard, row):
+        for found_row, outputs in self._row_groups(shard, row, row + 1):
             if found_row == row and index < len(outputs):
                 return outputs[index]
             break
@@ -77,13 +78,13 @@ class ShardReader(Node):
             self.last = position
             yield sample
         while self._segments:
-            shard, start, skip = self._segments[0]
-            for row, outputs in self._row_groups(shard, start):
+            shard, start, skip, *stop = self._segments[0]
+            for row, outputs in self._row_groups(shard, start, stop[0] if stop else None):
                 for index, sample in enumerate(outputs):
                     if row == start and index < skip:
                         continue
                     last_of_row = index == len(outputs) - 1
-                    self._segments[0][1:] = [row + 1, 0] if last_of_row else [row, index + 1]
+                    self._segments[0][1:3] = [row + 1, 0] if last_of_row else [row, index + 1]
                     if self._yield_failures or is_success(sample):
                         self.last = (shard, row, index)
                         yield sample

@@ -10,8 +10,6 @@ import threading
 from contextlib import contextmanager
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
-import torch
-
 from ..decode import get_opener
 from ..decode.sampling import SAMPLINGS, frame_step, sample_indices, span_frames
 from ..distribute.world import core_share
@@ -77,6 +75,8 @@ class Frames(Subsampler):
                           "source_fps": info.fps, "num_frames": len(indices)}
         out = {k: v for k, v in sample.items() if self.keep_media or k != ext}
         out["json"] = meta
+        import torch   # here, not at import: curation jobs never decode frames and start without torch
+
         out["frames"] = torch.from_numpy(array)
         return out
 
