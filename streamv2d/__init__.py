@@ -9,11 +9,14 @@ from typing import Any
 
 __version__ = "0.1.0"
 
+# bound now, not lazily: importing the submodule of the same name would otherwise shadow the function with it
+from .materialize import materialize  # noqa: E402  (no torch: curation code never needs it)
+
 #: Public name → the module that defines it.
 _EXPORTS = {
     "load_config": "config", "VideoDataset": "dataset", "FetchError": "errors", "SourceError": "errors",
     "StreamV2DError": "errors", "FetchConfig": "fetch", "Job": "job", "mix": "loader", "reshard_state": "loader",
-    "materialize": "materialize", "RowResult": "pipeline", "ShardJob": "shard", "InputShard": "sources",
+    "RowResult": "pipeline", "ShardJob": "shard", "InputShard": "sources",
     "Source": "sources", "TableOptions": "sources", "TableSource": "sources", "TarSource": "sources",
     "ShardStats": "stats", "FPS": "subsamplers", "Audio": "subsamplers", "Clip": "subsamplers",
     "CutDetection": "subsamplers", "Encode": "subsamplers", "Frames": "subsamplers", "MediaError": "subsamplers",
@@ -21,7 +24,7 @@ _EXPORTS = {
     "from_config": "subsamplers",
 }
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+__all__ = sorted(_EXPORTS) + ["__version__", "materialize"]
 
 
 def __getattr__(name: str) -> Any:

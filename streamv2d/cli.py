@@ -27,7 +27,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _materialize(args: argparse.Namespace) -> int:
     from .config import load_config
     from .errors import StreamV2DError
-    from .fetch import merged
+    from .fetch import FetchConfig
     from .materialize import materialize
     from .sources.table import TableOptions
 
@@ -39,8 +39,11 @@ def _materialize(args: argparse.Namespace) -> int:
         changes = {"table": table}
         if args.format:
             changes["output_format"] = args.format
+        fetch = dict(_settings(args.fetch, "--fetch"))
         if args.threads:
-            changes["fetch"] = merged(job.fetch, threads=args.threads)
+            fetch["threads"] = args.threads
+        if fetch:
+            changes["fetch"] = FetchConfig.from_any({**vars(job.fetch), **fetch})
         result = materialize(None, args.output, job.replace(**changes), processes=args.processes,
                              progress=not args.quiet)
     except (StreamV2DError, ValueError, OSError) as exc:
@@ -55,6 +58,19 @@ def _materialize(args: argparse.Namespace) -> int:
               "command again to resume them", file=sys.stderr)
         return 1
     return 0
+
+
+def _settings(items: List[str], flag: str) -> List["tuple[str, object]"]:
+    """``KEY=VALUE`` items as pairs, each value read as YAML (``true``, ``20``, ``1GiB``, ``{a: 1}``)."""
+    import yaml
+
+    pairs = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{flag} {item!r}: expected KEY=VALUE")
+        pairs.append((key.strip(), yaml.safe_load(value)))
+    return pairs
 
 
 def _stats(args: argparse.Namespace) -> int:
@@ -103,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     mat.add_argument("--samples-per-shard", dest="samples_per_shard", type=_positive,
                      help="rows per input shard (default 1000)")
     mat.add_argument("--input-format", dest="input_format", help="csv, tsv, json, jsonl, parquet or txt")
+    mat.add_argument("--fetch", action="append", default=[], metavar="KEY=VALUE",
+                     help="a fetch and input-policy setting (a FetchConfig field), e.g. max_bytes=1GiB, "
+                          "max_pixels=8294400, allow_local_files=true, read_timeout=20; repeatable")
     mat.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     mat.set_defaults(run=_materialize)
 

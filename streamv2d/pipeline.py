@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
+from .decode.media import media_limits
 from .distribute.world import core_share
 from .fetch import Fetcher, FetchConfig
 from .fetch.pool import ordered_map
@@ -105,7 +106,8 @@ class ShardProcessor:
         cache returns, decoded in parallel like an uncached epoch's."""
         def task(group: RowGroup) -> RowGroup:
             row, samples = group
-            return row, [out for sample in samples for out in _run_chain_at(row, sample, chain, epoch)]
+            return row, [out for sample in samples
+                         for out in _run_chain_at(row, sample, chain, epoch, self.config.max_pixels)]
         return self._map(task, groups, needs_io=False)
 
     def _map(self, task: Callable, items: Iterable, needs_io: bool) -> Iterator:
@@ -143,13 +145,15 @@ class ShardProcessor:
         else:
             nbytes = sum(len(v) for v in row.values() if isinstance(v, bytes))
         record = {"__key__": row["__key__"], "json": dict(row.get("json", {}))}
-        outputs = _run_chain_at(index, row, stages, epoch)
+        outputs = _run_chain_at(index, row, stages, epoch, self.config.max_pixels)
         return RowResult(index, record, outputs, nbytes, permanent=permanent and not is_success(row),
                          truncated=truncated)
 
 
-def _run_chain_at(index: int, sample: Sample, chain: Sequence[SubsamplerLike], epoch: int) -> List[Sample]:
+def _run_chain_at(index: int, sample: Sample, chain: Sequence[SubsamplerLike], epoch: int,
+                  max_pixels: int) -> List[Sample]:
     """``chain`` on ``sample``, known as row ``index`` of its shard in ``epoch`` while it runs: decode slots go in
-    row order, the order outputs leave in (keys need not be sorted); random draws follow the epoch."""
-    with row_context(index, epoch):
+    row order, the order outputs leave in (keys need not be sorted); random draws follow the epoch; media is
+    opened under the job's ``max_pixels``."""
+    with row_context(index, epoch), media_limits(max_pixels):
         return run_chain(sample, chain)

@@ -21,7 +21,8 @@ class ShardJob:
 
     def __init__(self, job: Job):
         self.job = job
-        self.source: Source = open_source(job.source, job.table, max_member_bytes=job.fetch.max_bytes)
+        self.source: Source = open_source(job.source, job.table, max_member_bytes=job.fetch.max_bytes,
+                                          allow_pickle=job.fetch.allow_pickle_members)
         self.chain = job.chain
         self.processor = ShardProcessor(self.source, job.fetch)
 

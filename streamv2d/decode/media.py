@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import itertools
 from contextlib import contextmanager
+from contextvars import ContextVar
 from fractions import Fraction
 from typing import Iterator, List, Optional
 
@@ -24,14 +25,31 @@ MAX_PIXELS = 7680 * 4320
 MAX_DURATION_SECONDS = 7 * 24 * 3600
 
 
-def open_media(data: bytes, pixel_format: bool = False, max_pixels: int = MAX_PIXELS) -> "av.container.InputContainer":
+_MAX_PIXELS: ContextVar[int] = ContextVar("streamv2d_max_pixels", default=MAX_PIXELS)
+
+
+@contextmanager
+def media_limits(max_pixels: int) -> Iterator[None]:
+    """Within the block, media opened without an explicit ``max_pixels`` is held to this one (a job's setting,
+    set by the pipeline around each row)."""
+    token = _MAX_PIXELS.set(max_pixels)
+    try:
+        yield
+    finally:
+        _MAX_PIXELS.reset(token)
+
+
+def open_media(data: bytes, pixel_format: bool = False,
+               max_pixels: Optional[int] = None) -> "av.container.InputContainer":
     """Open in-memory media, turning libav's errors into a readable :class:`MediaError`, its video header
-    checked (:func:`check_video_header`) and its decoders capped at ``max_pixels`` a frame (libavcodec's
-    own check, for a bitstream whose frames are larger than its container header says).
+    checked (:func:`check_video_header`) and its decoders capped at ``max_pixels`` a frame (default: the job's,
+    see :func:`media_limits`; libavcodec's own check, for a bitstream whose frames are larger than its container
+    header says).
 
     Stream probing decodes no frame unless ``pixel_format`` is asked for: the pixel format is the one stream fact
     only decoding tells (size, rate, frame count and duration come from the headers), and that decoding made
     opening a 720p H.264 file with B-frames ~6× dearer (12 ms against 2 ms)."""
+    max_pixels = max_pixels or _MAX_PIXELS.get()
     options = {"max_pixels": str(max_pixels)}
     try:
         container = av.open(io.BytesIO(data), mode="r", options=options if pixel_format else
@@ -52,7 +70,7 @@ def open_media(data: bytes, pixel_format: bool = False, max_pixels: int = MAX_PI
     return container
 
 
-def check_video_header(container, size: int, max_pixels: int = MAX_PIXELS) -> None:
+def check_video_header(container, size: int, max_pixels: Optional[int] = None) -> None:
     """The first video stream's declared facts, read before its frames are decoded: a frame size (a decoding open
     that failed leaves 0×0) of at most ``max_pixels``; no more frames than ``size`` bytes can hold (a frame takes
     one byte at least); no duration past :data:`MAX_DURATION_SECONDS`. MediaError naming the value otherwise."""
@@ -62,6 +80,7 @@ def check_video_header(container, size: int, max_pixels: int = MAX_PIXELS) -> No
     width, height = stream.codec_context.width, stream.codec_context.height
     if width <= 0 or height <= 0:
         raise MediaError(f"video stream has no frame size ({width}x{height}): corrupt header")
+    max_pixels = max_pixels or _MAX_PIXELS.get()
     if width * height > max_pixels:
         raise MediaError(f"video frames of {width}x{height} ({width * height} pixels) exceed max_pixels={max_pixels}")
     if stream.frames > size:

@@ -5,6 +5,7 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Dict, Mapping, Optional, Union
 
+from ..decode.media import MAX_PIXELS
 from .trust import unsafe_yt_dlp_options
 
 YT_DLP_MODES = ("auto", "always", "never")
@@ -26,6 +27,8 @@ class FetchConfig:
     ``allow_local_files`` lets URL tables name local paths and ``file://`` URLs; ``allow_url_chains`` lets them
     name fsspec chains (``simplecache::s3://…``; never over http(s)), their cache written to a private temp folder
     removed after each fetch. Both are off: a table from elsewhere must not read this machine's files.
+    ``allow_pickle_members`` lets tar sources pass members webdataset would unpickle (``.pth``, ``.pyd``, …);
+    ``max_pixels`` (8K UHD) refuses, from the stream header, video whose frames are larger.
 
     ``yt_dlp``: ``"auto"`` uses yt-dlp for known platform hosts and for http pages that turn out to be
     HTML rather than media; ``"always"`` or ``"never"`` force it. ``yt_dlp_options`` are passed
@@ -44,8 +47,10 @@ class FetchConfig:
     threads: int = 8                   # concurrent fetches inside each worker
     user_agent: str = "streamv2d/0.1 (+https://github.com/streamv2d/streamv2d)"
     headers: Dict[str, str] = field(default_factory=dict)
+    max_pixels: int = MAX_PIXELS       # largest video frame decoded, read from the stream header first
     allow_local_files: bool = False
     allow_url_chains: bool = False
+    allow_pickle_members: bool = False
     yt_dlp: str = "auto"
     yt_dlp_options: Dict[str, Any] = field(default_factory=dict)
     unsafe_yt_dlp_options: bool = False
@@ -62,7 +67,9 @@ class FetchConfig:
         if self.max_bytes > self.max_bytes_in_flight:
             raise ValueError(f"fetch.max_bytes={self.max_bytes} exceeds fetch.max_bytes_in_flight="
                              f"{self.max_bytes_in_flight}: one body must fit in the process budget; raise both")
-        for name in ("allow_local_files", "allow_url_chains", "unsafe_yt_dlp_options"):
+        self.max_pixels = _number("max_pixels", self.max_pixels, int, "an integer >= 1 (pixels a frame)", minimum=1,
+                                  strict=False)
+        for name in ("allow_local_files", "allow_url_chains", "allow_pickle_members", "unsafe_yt_dlp_options"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"fetch.{name}={getattr(self, name)!r}: must be true or false")
         for name in ("headers", "yt_dlp_options", "storage_options"):

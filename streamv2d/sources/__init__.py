@@ -10,10 +10,12 @@ from .table import FORMATS, TableOptions, TableSource
 from .tar import TarSource, looks_like_tar_spec
 
 
-def open_source(spec: Any, table: Optional[TableOptions] = None, *, max_member_bytes: Optional[int] = None) -> Source:
+def open_source(spec: Any, table: Optional[TableOptions] = None, *, max_member_bytes: Optional[int] = None,
+                allow_pickle: bool = False) -> Source:
     """A :class:`Source` for ``spec``: an existing Source is returned as is; tar paths, or a local folder of
     tars (a materialize output), give a :class:`TarSource` (of ``table``, only ``storage_options`` applies;
-    members over ``max_member_bytes`` are refused); anything else is a :class:`TableSource`."""
+    members over ``max_member_bytes``, and pickle-capable ones unless ``allow_pickle``, are refused); anything
+    else is a :class:`TableSource`."""
     table = table or TableOptions()
     if spec is None:
         raise SourceError("no source given: a URL table, tar shards or a Source")
@@ -23,7 +25,7 @@ def open_source(spec: Any, table: Optional[TableOptions] = None, *, max_member_b
         spec = os.path.join(os.fspath(spec), "*.tar")
     if looks_like_tar_spec(spec):
         extra = {"max_member_bytes": max_member_bytes} if max_member_bytes is not None else {}
-        return TarSource(spec, storage_options=table.storage_options, **extra)
+        return TarSource(spec, storage_options=table.storage_options, allow_pickle=allow_pickle, **extra)
     return TableSource(spec, table)
 
 
