@@ -175,14 +175,15 @@ def main() -> None:
                 csv.writer(f).writerows([["url"]] + [[u] for u in urls])
             per_shard = args.rows // 4
 
-            def ours(batch_size: Optional[int]) -> Callable[[], DataLoader]:
-                return lambda: loader(VideoDataset(table, samples_per_shard=per_shard, subsamplers=[frames],
+            def ours(batch_size: Optional[int], rows_per_shard: int = per_shard) -> Callable[[], DataLoader]:
+                return lambda: loader(VideoDataset(table, samples_per_shard=rows_per_shard, subsamplers=[frames],
                                                    fetch_threads=args.fetch_threads, batch_size=batch_size))
 
             compare(f"(a) on the fly: URL table → 8 frames 224², server latency {args.latency:g} s", {
                 "plain": lambda: loader(PlainURLLoader(urls)),
                 f"streamv2d batch={args.batch_size}": ours(args.batch_size),
                 "streamv2d unbatched": ours(None),
+                "streamv2d unbatched, one shard (default samples_per_shard)": ours(None, 1000),
             }, args.repeats)
 
     if args.only in (None, "b"):
