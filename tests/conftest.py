@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import csv
-import os
 import glob
+import io
+import os
+import tarfile
 import sysconfig
 from typing import Dict, List
 
@@ -54,3 +56,13 @@ def write_csv(path: str, rows: List[dict], delimiter: str = ",") -> str:
 @pytest.fixture()
 def url_rows(server, corpus_names) -> List[dict]:
     return [{"url": server.url(f"videos/{n}"), "caption": f"caption of {n}"} for n in corpus_names]
+
+
+def tar_of(path, members) -> str:
+    """A tar of ``(name, bytes)`` members, in order."""
+    with tarfile.open(path, "w") as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return str(path)

@@ -12,6 +12,8 @@ import textwrap
 import pyarrow.parquet as pq
 import pytest
 
+from conftest import tar_of
+
 from streamv2d.cache import CacheStore, TarSpool, write_through
 from streamv2d.decode.media import MAX_PIXELS, MediaError, open_media
 from streamv2d.decode.pyav import PyAVReader
@@ -27,16 +29,6 @@ from streamv2d.subsamplers.video import Resolution, Transcode
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MP4 = b"\x00\x00\x00\x18ftypisom" + bytes(20)
-
-
-def tar_of(path, members):
-    """A tar of ``(name, bytes)`` members, in order."""
-    with tarfile.open(path, "w") as tar:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return str(path)
 
 
 def cached_pass(tar_path, cache, fmt="tar", stop_after=None):

@@ -1,16 +1,14 @@
 """Every input limit reaches the pipeline from Python, YAML and the CLI; a full disk never ends a training epoch
 and never leaves a temporary behind; materialize reports it per shard and resumes."""
 import errno
-import io
 import json
 import logging
 import os
-import tarfile
 
 import pytest
 
 import streamv2d as sv
-from conftest import write_csv
+from conftest import tar_of, write_csv
 from streamv2d.cache import writer
 from streamv2d.cli import main
 from streamv2d.config import job_from_dict
@@ -45,18 +43,9 @@ def test_cli_fetch_settings_are_checked(tmp_path, capsys):
     assert "unknown fetch option(s) ['colour']" in capsys.readouterr().err
 
 
-def _tar(path, members):
-    with tarfile.open(path, "w") as tar:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return str(path)
-
-
 def test_tar_member_limits_follow_the_job(tmp_path):
     video = make_video(1.0, 32, 32)
-    source = _tar(tmp_path / "in.tar", [("a.mp4", video), ("a.pyd", b"x"), ("b.mp4", video)])
+    source = tar_of(tmp_path / "in.tar", [("a.mp4", video), ("a.pyd", b"x"), ("b.mp4", video)])
     default = statuses(sv.VideoDataset(source, yield_failures=True))
     assert default[0][0] == "failed_to_download" and "pickle-capable" in default[0][1] and default[1][0] == "success"
     allowed = statuses(sv.VideoDataset(source, yield_failures=True, fetch={"allow_pickle_members": True}))
