@@ -322,3 +322,21 @@ def test_two_materialize_runs_on_one_folder_split_the_work(tmp_path, server, cor
         assert run.wait(timeout=120) == 0, run.stderr.read()
     assert server.total_requests() <= 1.1 * len(rows)
     assert len(glob.glob(os.path.join(out, "*_stats.json"))) == len(rows) // 2
+
+
+def test_the_unit_of_work_is_idempotent(tmp_path, url_rows, server):
+    """ShardJob.run(k, store) twice: the second run is a no-op on a complete shard, and ShardJob.samples reads
+    back exactly what run published."""
+    shard_job = ShardJob(Job(source=write_csv(str(tmp_path / "t.csv"), url_rows[:3]),
+                             subsamplers=[sv.FPS(5), sv.Resolution(32)]))
+    store = CacheStore.for_job(str(tmp_path / "out"), shard_job, flat=True)
+    stats = shard_job.run(0, store)
+    with open(store.paths(0).data, "rb") as f:
+        first = f.read()
+    requests = server.total_requests()
+    assert shard_job.run(0, store).to_dict() == stats.to_dict() and server.total_requests() == requests
+    with open(store.paths(0).data, "rb") as f:
+        assert f.read() == first
+    samples = list(shard_job.samples(0, store))
+    assert [s["__key__"] for s in samples] == [f"00000{i:03d}" for i in range(3)] and stats.successes == 3
+    assert server.total_requests() == requests

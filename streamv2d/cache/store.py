@@ -124,12 +124,8 @@ class CacheStore:
     def read(self, shard_id: int) -> Iterator[Sample]:
         """The samples of complete shard ``shard_id``, read under a shared lease (so never evicted meanwhile);
         raises :class:`CacheMiss` on the first ``next`` when it is not complete."""
-        with self.lease(shard_id) as lease:
-            lease.acquire(exclusive=False, wait=True)
-            if not self.is_complete(shard_id):
-                raise CacheMiss(f"shard {shard_id} is not complete in {self.root}")
-            self.touch(shard_id)
-            yield from read_output_shard(self.paths(shard_id))
+        for _, samples in self.read_rows(shard_id):
+            yield from samples
 
     def read_rows(self, shard_id: int, start_row: int = 0) -> Iterator[Tuple[int, List[Sample]]]:
         """The rows of complete shard ``shard_id`` from ``start_row`` on, each with its samples (the samples of
