@@ -101,7 +101,8 @@ class ShardProcessor:
                  shard.id, stats.successes, stats.count, stats.samples, stats.failed_to_download,
                  stats.failed_to_subsample)
 
-    def run_after(self, groups: Iterable[RowGroup], chain: Sequence[SubsamplerLike], epoch: int = 0) -> Iterator[RowGroup]:
+    def run_after(self, groups: Iterable[RowGroup], chain: Sequence[SubsamplerLike],
+                  epoch: int = 0) -> Iterator[RowGroup]:
         """``chain`` over each row's samples in this consumer's pool, rows in order — e.g. ``Frames`` on what the
         cache returns, decoded in parallel like an uncached epoch's."""
         def task(group: RowGroup) -> RowGroup:

@@ -1,6 +1,5 @@
 """Untrusted input through the whole path: hostile tars written through the cache, tar members too large to
 hold, media headers declaring absurd sizes, keys that cannot be files."""
-import io
 import json
 import os
 import struct

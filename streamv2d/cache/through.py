@@ -11,8 +11,9 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-from typing import Any, Dict, Generator, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Generator, Iterable, Iterator, List, Optional, Sequence
 
+from ..pipeline import RowGroup
 from ..sample import FAILED_TO_SUBSAMPLE, SUCCESS, Sample, is_success, mark_failed
 from ..sources.tar import decode_payload
 from ..stats import ShardStats
@@ -27,8 +28,8 @@ class CacheWriteError(OSError):
     """The cache could not be written (a full or failing disk); the shard is left unpublished, resumable."""
 
 
-#: One input row's outputs: its index in the shard and the samples it wrote.
-RowGroup = Tuple[int, List[Sample]]
+#: What the memo keeps of a permanent failure, to replay it as it was.
+MEMO_FIELDS = ("status", "error_message", "error_detail")
 
 
 def write_through(shard_job, k: int, store: CacheStore, *, epoch: int = 0,
@@ -83,10 +84,14 @@ def _write_shard(shard_job, k: int, store: CacheStore, epoch: int, start_row: in
         yield from _uncached(shard_job, k, epoch, start_row)
         return False
     stats = progress.stats or ShardStats(k)
+    spool: Optional[TarSpool] = None
     try:
         spool = TarSpool(paths.spool, progress.offset)
         journal.start(progress)
     except OSError as exc:
+        if spool is not None:
+            spool.close()
+        journal.close()
         _disk_error(k, exc, on_disk_error)
         yield from _uncached(shard_job, k, epoch, start_row)
         return False
@@ -113,7 +118,7 @@ def _write_shard(shard_job, k: int, store: CacheStore, epoch: int, start_row: in
                 continue
             if result.permanent and not result.replayed and result.record["json"].get("url"):
                 meta = result.record["json"]
-                store.memo.put(str(meta["url"]), {k: meta.get(k) for k in ("status", "error_message", "error_detail")})
+                store.memo.put(str(meta["url"]), {name: meta.get(name) for name in MEMO_FIELDS})
             yield result.index, stored
         if truncated:
             log.warning("shard %d was not written to its end; not published, it is resumed next time", k)
