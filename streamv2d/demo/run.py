@@ -3,6 +3,7 @@ epochs (the first streams and fills the cache, the second reads it), and a mater
 from __future__ import annotations
 
 import csv
+import filecmp
 import os
 import shutil
 import time
@@ -88,7 +89,10 @@ def run_demo(out: str, videos: int = 24, workers: int = 2) -> int:
     print()
     print("\n".join(lines))
     print(f"materialize → {shards}: {result.written} shards written, {result.skipped} already complete")
+    same = all(filecmp.cmp(dataset.cache.paths(k).data, os.path.join(shards, os.path.basename(
+        dataset.cache.paths(k).data)), shallow=False) for k in range(dataset.num_shards))
+    print(f"    the same bytes as the training cache's shards: {'yes' if same else 'NO'}")
     print("\n".join("    " + line for line in result.summary.lines(top=5)))
     print(f"\nread it back: streamv2d stats {shards}   |   "
           f"sv.VideoDataset('{shards}/{{00000..{dataset.num_shards - 1:05d}}}.tar')")
-    return 0 if result.summary.totals["successes"] == len(names) and not result.failed else 1
+    return 0 if result.summary.totals["successes"] == len(names) and not result.failed and same else 1
