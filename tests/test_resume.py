@@ -266,3 +266,21 @@ def test_a_table_with_fewer_shards_than_workers_keeps_every_worker_busy(tmp_path
     fresh = StatefulDataLoader(sv.VideoDataset(table, subsamplers=[tag]), batch_size=None, num_workers=2)
     fresh.load_state_dict(loader.state_dict())
     assert sorted(keys(head) + keys(list(fresh))) == sorted(keys(samples))   # pieces resume by position too
+
+
+def test_ranks_from_the_environment_resume_and_reshard(table, monkeypatch):
+    """torchrun's RANK/WORLD_SIZE decide the consumer; a state saved with two ranks resumes on one."""
+    states, head = [], []
+    for rank in range(2):
+        monkeypatch.setenv("RANK", str(rank))
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        loader = StatefulDataLoader(dataset(table), batch_size=None, num_workers=1)
+        it = iter(loader)
+        head += keys([next(it) for _ in range(2)])
+        states.append(loader.state_dict())
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    fresh = StatefulDataLoader(dataset(table), batch_size=None, num_workers=2)
+    fresh.load_state_dict(sv.reshard_state(states, num_workers=2, world_size=1))
+    tail = keys(list(fresh))
+    assert sorted(head + tail) == sorted(keys(list(dataset(table)))) and len(head + tail) == 12

@@ -340,3 +340,17 @@ def test_the_unit_of_work_is_idempotent(tmp_path, url_rows, server):
     samples = list(shard_job.samples(0, store))
     assert [s["__key__"] for s in samples] == [f"00000{i:03d}" for i in range(3)] and stats.successes == 3
     assert server.total_requests() == requests
+
+
+def test_one_job_gives_every_entry_point_the_same_settings(tmp_path, url_rows):
+    """Finding: storage_options for media fetches and the threads check existed only in VideoDataset."""
+    table = write_csv(str(tmp_path / "t.csv"), url_rows[:1])
+    job = Job(source=table, table={"storage_options": {"anon": True}}, subsamplers=[sv.Probe()])
+    assert job.fetch.storage_options == {"anon": True}
+    ds = sv.VideoDataset.from_job(job)
+    assert ds.job.fetch == job.fetch and ds.job.table == job.table
+    assert [type(s) for s in ds.job.subsamplers] == [sv.Probe]
+    with pytest.raises(ValueError, match="fetch.threads"):
+        Job(source=table, fetch={"threads": 0})
+    with pytest.raises(ValueError, match="fetch.threads"):
+        materialize(table, str(tmp_path / "out"), Job(fetch={"threads": 0}))
