@@ -208,7 +208,7 @@ def test_dataset_settings_are_checked_at_construction(tmp_path, options, message
     ({"distribution": {"processes": 0}}, "distribution.processes: 0"),
     ({"storage": {"format": "zip"}}, "output format: 'zip'"),
     ({"subsampling": [{"fps": {"rate": -1}}]}, "fps rate must be positive"),
-    ({"distribution": {"distributor": "slurm"}}, "'slurm' is not supported yet"),
+    ({"distribution": {"distributor": "dask"}}, "distributor: 'dask' is not one of multiprocessing"),
 ])
 def test_config_settings_are_checked_when_loaded(doc, message):
     with pytest.raises(ValueError, match=message):

@@ -2,18 +2,24 @@
 from __future__ import annotations
 
 import os
-from typing import Dict, Iterator, List
+import tempfile
+from typing import Dict, Iterator, List, Optional
 
 import pyarrow.parquet as pq
 
 from ..sample import Sample
-from ..sources.tar import decode_payload, split_member
+from ..sources import InputShard
+from ..sources.tar import TarSource, decode_payload, split_member
 from .layout import ShardPaths
+from .location import Location
 from .writer import spool_samples
 
 
-def read_output_shard(paths: ShardPaths) -> Iterator[Sample]:
-    """The samples of the published shard at ``paths``, in written order."""
+def read_output_shard(paths: ShardPaths, location: Optional[Location] = None) -> Iterator[Sample]:
+    """The samples of the published shard at ``paths`` (on ``location``: default the local folder), in
+    written order."""
+    if location is not None and not location.local:
+        return _stored_samples(paths, location)
     if paths.fmt == "tar":
         return spool_samples(paths.data, paths.shard_id)
     if paths.fmt == "parquet":
@@ -21,12 +27,27 @@ def read_output_shard(paths: ShardPaths) -> Iterator[Sample]:
     return _files_samples(paths.data)
 
 
-def _parquet_samples(path: str) -> Iterator[Sample]:
+def _stored_samples(paths: ShardPaths, location: Location) -> Iterator[Sample]:
+    """The samples of a shard on an object store, streamed from it (a files folder is copied locally first)."""
+    url = location.display(paths.data)
+    if paths.fmt == "tar":
+        yield from TarSource(url, storage_options=location.storage_options).read(InputShard(paths.shard_id, url))
+    elif paths.fmt == "parquet":
+        with location.open(paths.data, "rb") as f:
+            yield from _parquet_samples(f, url)
+    else:
+        with tempfile.TemporaryDirectory() as local:
+            location.fs.get(paths.data.rstrip("/") + "/", local, recursive=True)
+            for sample in _files_samples(local):
+                yield {**sample, "__url__": url}
+
+
+def _parquet_samples(path, url: Optional[str] = None) -> Iterator[Sample]:
     parquet = pq.ParquetFile(path)
     for batch in parquet.iter_batches(batch_size=64):
         columns = batch.to_pydict()
         for i, key in enumerate(columns["__key__"]):
-            sample: Sample = {"__key__": key, "__url__": path}
+            sample: Sample = {"__key__": key, "__url__": url or path}
             for ext, values in columns.items():
                 value = values[i]
                 if ext != "__key__" and value is not None:
