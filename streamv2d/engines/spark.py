@@ -13,7 +13,7 @@ from pyspark import cloudpickle
 
 from .base import follow, log, poll_store, run_shard
 
-#: The shipped (ShardJob, store) of each broadcast, unpickled once per Python worker.
+#: The shipped (ShardJob, store) of each broadcast, unpickled once per Python worker (by the payload's id).
 _SHIPPED: Dict[int, Any] = {}
 
 
@@ -46,9 +46,10 @@ def run(shard_job, store, todo: List[int], args: Dict[str, Any], *, progress: bo
 
 def _task(shipped, shard_id: int) -> Tuple[int, Optional[str]]:
     """Runs on an executor: shard ``shard_id``, its error as a message rather than a failed Spark job."""
-    if shipped.id not in _SHIPPED:
-        _SHIPPED[shipped.id] = cloudpickle.loads(shipped.value)
-    shard_job, store = _SHIPPED[shipped.id]
+    payload = shipped.value   # the same bytes object for every task of this worker (Spark caches it)
+    if id(payload) not in _SHIPPED:
+        _SHIPPED[id(payload)] = (payload, cloudpickle.loads(payload))   # the bytes kept: their id stays theirs
+    shard_job, store = _SHIPPED[id(payload)][1]
     try:
         run_shard(shard_job, store, shard_id)
         return shard_id, None
