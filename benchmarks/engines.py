@@ -47,7 +47,8 @@ def run_engine(name: str, job: sv.Job, out: str) -> dict:
         from pyspark.sql import SparkSession
 
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-        SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false").getOrCreate()
+        (SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false")
+         .config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1").getOrCreate())
     started = time.perf_counter()
     processes = 1 if name == "local-1" else 2
     distributor = {"local-1": "multiprocessing", "local-2": "multiprocessing"}.get(name, name)
