@@ -83,7 +83,7 @@ def _probe_config(tmp_path) -> str:
     return str(path)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")   # torn down before other modules fork DataLoader workers
 def ray_local():
     ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'streamv2d[ray]')")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
@@ -99,7 +99,7 @@ def test_ray_equals_a_local_run(tmp_path, job, reference, ray_local):
     assert files_of(out) == reference
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def spark_session():
     pytest.importorskip("pyspark", reason="pyspark is not installed (pip install 'streamv2d[spark]')")
     if shutil.which("java") is None:
@@ -152,9 +152,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def slurm_cluster():
-    """A real single-node Slurm (Debian's slurm-wlm + munge) started as root for the session."""
+    """A real single-node Slurm (Debian's slurm-wlm + munge) started as root, once (this module)."""
     if os.geteuid() != 0 or not all(shutil.which(b) for b in ("slurmctld", "slurmd", "sbatch", "munged")):
         pytest.skip("needs root and slurm-wlm + munge (apt-get install slurm-wlm munge; see .ci/run)")
     folder = tempfile.mkdtemp(prefix="streamv2d-slurm-")
