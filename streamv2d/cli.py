@@ -1,7 +1,8 @@
-"""The ``streamv2d`` command line: ``demo``, ``materialize``, ``stats``."""
+"""The ``streamv2d`` command line: ``demo``, ``materialize``, ``stats``, ``status``."""
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -9,6 +10,7 @@ from dataclasses import fields
 from typing import List, Optional
 
 from . import __version__
+from .engines import DISTRIBUTORS
 
 
 def _positive(value: str) -> int:
@@ -44,14 +46,22 @@ def _materialize(args: argparse.Namespace) -> int:
             fetch["threads"] = args.threads
         if fetch:
             changes["fetch"] = FetchConfig.from_any({**vars(job.fetch), **fetch})
+        if args.distributor_args is not None and args.distributor is None:
+            changes["distributor_args"] = args.distributor_args
+        if args.distributor is not None:
+            changes.update(distributor=args.distributor, distributor_args=args.distributor_args or {})
         result = materialize(None, args.output, job.replace(**changes), processes=args.processes,
-                             progress=not args.quiet)
-    except (StreamV2DError, ValueError, OSError) as exc:
+                             progress=not args.quiet, detach=args.detach, tmp_dir=args.tmp_dir)
+    except (StreamV2DError, ValueError, OSError, ImportError) as exc:
         print(f"streamv2d materialize: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\nstreamv2d materialize: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    if result.submitted is not None:
+        print(f"submitted {job.distributor if args.distributor is None else args.distributor} job "
+              f"{result.submitted}; follow it with: streamv2d status {args.output}")
+        return 0
     print("\n".join(result.summary.lines()))
     if result.failed:
         print(f"{len(result.failed)} shard(s) could not be completed ({result.failed[:10]}): run the same "
@@ -85,6 +95,32 @@ def _stats(args: argparse.Namespace) -> int:
         return 1
     print("\n".join(summary.lines(args.top)))
     return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from .report import store_status
+
+    try:
+        reports = store_status(args.store)
+    except (ValueError, OSError, ImportError) as exc:
+        print(f"streamv2d status: {exc}", file=sys.stderr)
+        return 2
+    if not reports:
+        print(f"{args.store}: no streamv2d output or cache namespace found", file=sys.stderr)
+        return 1
+    for report in reports:
+        print("\n".join(report.lines(args.top)))
+    return 0
+
+
+def _json_mapping(value: str) -> dict:
+    try:
+        parsed = json.loads(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
+    if not isinstance(parsed, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {value!r}")
+    return parsed
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,6 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
     mat.add_argument("--fetch", action="append", default=[], metavar="KEY=VALUE",
                      help="a fetch and input-policy setting (a FetchConfig field), e.g. max_bytes=1GiB, "
                           "max_pixels=8294400, allow_local_files=true, read_timeout=20; repeatable")
+    mat.add_argument("--distributor", choices=list(DISTRIBUTORS),
+                     help="who runs the shards (default: config or multiprocessing)")
+    mat.add_argument("--distributor-args", dest="distributor_args", type=_json_mapping, metavar="JSON",
+                     help='the distributor\'s arguments, e.g. \'{"shards_per_task": 4}\'')
+    mat.add_argument("--detach", action="store_true", help="submit (slurm) and return without waiting")
+    mat.add_argument("--tmp-dir", dest="tmp_dir", help="local scratch for spools and journals of an object-store "
+                                                       "output (default: the system temp dir)")
     mat.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     mat.set_defaults(run=_materialize)
 
@@ -130,6 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("folder", help="output folder (local path or fsspec URL)")
     stats.add_argument("--top", type=_positive, default=10, help="how many distinct errors to list")
     stats.set_defaults(run=_stats)
+
+    status = commands.add_parser("status", parents=[common],
+                                 help="progress of a job from its store: shards done, running, failed; rate, ETA")
+    status.add_argument("store", help="output folder or cache_dir (local path or fsspec URL)")
+    status.add_argument("--top", type=_positive, default=5, help="how many distinct errors to list")
+    status.set_defaults(run=_status)
     return parser
 
 

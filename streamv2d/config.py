@@ -63,12 +63,17 @@ def job_from_dict(doc: Mapping[str, Any], source: Any = None) -> Job:
         fetch["threads"] = positive_int("distribution.threads", distribution.pop("threads"))
     output_format = storage.pop("format", "tar")
     processes = positive_int("distribution.processes", distribution.pop("processes", 1))
+    distributor = distribution.pop("distributor", "multiprocessing")
+    distributor_args = distribution.pop("distributor_args", None) or {}
+    if not isinstance(distributor_args, Mapping):
+        raise ValueError(f"distribution.distributor_args: expected a mapping, got {distributor_args!r}")
     for section, rest in (("reading", reading), ("storage", storage), ("distribution", distribution)):
         if rest:
             raise ValueError(f"unknown key(s) in {section}: {sorted(rest)}")
     subsampling = doc.get("subsamplers", doc.get("subsampling")) or []
     return Job(source=source, subsamplers=build_subsamplers(subsampling, notes), table=table, fetch=fetch,
-               output_format=output_format, processes=processes, notes=notes)
+               output_format=output_format, processes=processes, distributor=distributor,
+               distributor_args=distributor_args, notes=notes)
 
 
 def _section(doc: Mapping[str, Any], name: str) -> Dict[str, Any]:
@@ -102,10 +107,35 @@ def _translate_v2d(reading: dict, storage: dict, distribution: dict, notes: List
         distribution["processes"] = distribution.pop("processes_count")
     if "thread_count" in distribution:
         distribution["threads"] = distribution.pop("thread_count")
-    distributor = distribution.pop("distributor", "multiprocessing")
-    if distributor != "multiprocessing":
-        raise ValueError(f"distribution.distributor: {distributor!r} is not supported yet; use 'multiprocessing' "
-                         "(local processes)")
+    _translate_distributor(distribution, notes)
+
+
+#: video2dataset's slurm ``distributor_args`` that are sbatch options here.
+_V2D_SBATCH = {"partition": "--partition", "account": "--account", "cpus_per_task": "--cpus-per-task",
+               "gpus_per_node": "--gpus-per-node", "nodelist": "--nodelist", "exclude": "--exclude",
+               "timeout": "--time"}
+
+
+def _translate_distributor(distribution: dict, notes: List[str]) -> None:
+    """video2dataset's ``pyspark`` is our ``spark``; its slurm arguments become ``sbatch_args`` (the array's
+    width comes from ``n_nodes`` × ``tasks_per_node``), and the ones with no meaning here are noted."""
+    if distribution.get("distributor") == "pyspark":
+        distribution["distributor"] = "spark"
+    args = distribution.get("distributor_args")
+    if distribution.get("distributor") != "slurm" or not isinstance(args, Mapping):
+        return
+    args = dict(args)
+    sbatch = list(args.pop("sbatch_args", None) or [])
+    sbatch += [f"{_V2D_SBATCH[k]}={args.pop(k)}" for k in list(args) if k in _V2D_SBATCH]
+    if "n_nodes" in args or "tasks_per_node" in args:
+        args.setdefault("max_parallel", int(args.pop("n_nodes", 1)) * int(args.pop("tasks_per_node", 1)))
+    for key in ("job_name", "cache_path", "verbose_wait"):
+        if key in args:
+            args.pop(key)
+            notes.append(f"distribution.distributor_args.{key}: not used (tasks log under the store's hidden folder)")
+    if sbatch:
+        args["sbatch_args"] = sbatch
+    distribution["distributor_args"] = args
 
 
 def build_subsamplers(spec: Any, notes: List[str]) -> List[Any]:

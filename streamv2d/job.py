@@ -28,7 +28,8 @@ class Job:
     """What to process and how: ``source`` (a table, tar shards or a :class:`~streamv2d.sources.Source`),
     ``table`` (:class:`TableOptions`, or a dict of its fields), ``fetch`` (:class:`FetchConfig` or a dict),
     ``subsamplers`` (in order), ``output_format`` of written shards (``tar``, ``parquet``, ``files``) and the
-    ``processes`` a local ``materialize`` runs. ``notes`` are the video2dataset keys a config gave that mean
+    ``processes`` a local ``materialize`` runs, or the ``distributor`` (:mod:`streamv2d.engines`) and its
+    ``distributor_args`` running it on a cluster. ``notes`` are the video2dataset keys a config gave that mean
     nothing here, with the reason (printed by the CLI)."""
 
     source: Any = None
@@ -37,6 +38,8 @@ class Job:
     fetch: Union[FetchConfig, Mapping[str, Any], None] = field(default_factory=FetchConfig)
     output_format: str = "tar"
     processes: int = 1
+    distributor: str = "multiprocessing"
+    distributor_args: Mapping[str, Any] = field(default_factory=dict)
     notes: List[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -52,6 +55,9 @@ class Job:
         positive_int("fetch.threads", self.fetch.threads)
         self.output_format = check_format(self.output_format)
         self.processes = positive_int("processes", self.processes)
+        from .engines import check_distributor
+
+        self.distributor, self.distributor_args = check_distributor(self.distributor, self.distributor_args)
         self.subsamplers = list(self.subsamplers)
         self.chain = Chain(self.subsamplers)   # checks every stage is callable
 

@@ -1,4 +1,5 @@
-"""``streamv2d materialize``: every shard job of a :class:`~streamv2d.job.Job`, run to completion by N processes.
+"""``streamv2d materialize``: every shard job of a :class:`~streamv2d.job.Job`, run to completion by N processes
+(or by a cluster engine, :mod:`streamv2d.engines`; under torchrun each rank takes shards ``rank::world_size``).
 
 Each process takes the next incomplete input shard from a shared queue and runs its unit of work
 (:meth:`ShardJob.run`: the very write-through stage a training epoch uses), so a materialized folder is exactly
@@ -16,11 +17,14 @@ import queue
 import signal
 import time
 from dataclasses import dataclass
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
 from tqdm import tqdm
 
 from .cache import CacheStore, write_through
+from .cache.lease import LEASE_SECONDS
+from .engines import run_engine
+from .engines.base import rank_shards
 from .job import Job, positive_int
 from .report import Summary, summarize
 from .sample import is_success, media_key
@@ -28,41 +32,69 @@ from .shard import ShardJob
 
 log = logging.getLogger("streamv2d")
 
+#: Distributors run by this module's local processes (torchrun: one such run per rank).
+LOCAL = ("multiprocessing", "torchrun")
+
 _REPORT_EVERY = 0.5   # seconds between a worker's progress messages
 
 
 @dataclass
 class MaterializeResult:
-    """What a run did: shards skipped as already complete, shards written, shards that failed, and totals."""
+    """What a run did: shards skipped as already complete, shards written, shards that failed, and totals;
+    ``submitted`` is the cluster job id of a detached run (which did not wait)."""
 
     skipped: int
     written: int
     failed: List[int]
     summary: Summary
+    submitted: Optional[str] = None
 
 
 def materialize(source: Any, output: str, job: Optional[Job] = None, *, processes: Optional[int] = None,
-                progress: bool = True) -> MaterializeResult:
-    """Process every incomplete shard of ``job`` on ``source`` (None: the job's own) into ``output``; see the
-    module docstring. Stages a shard cannot hold (``Frames``) are refused before anything runs."""
-    job = (job or Job()).replace(**({"source": source} if source is not None else {}))
+                progress: bool = True, distributor: Optional[str] = None,
+                distributor_args: Optional[Mapping[str, Any]] = None, detach: bool = False,
+                storage_options: Optional[Dict[str, Any]] = None, tmp_dir: Optional[str] = None,
+                lease_seconds: float = LEASE_SECONDS) -> MaterializeResult:
+    """Process every incomplete shard of ``job`` on ``source`` (None: the job's own) into ``output`` (a folder
+    or an fsspec URL, opened with ``storage_options``); see the module docstring. ``distributor`` (default the
+    job's) runs the shards elsewhere (:mod:`streamv2d.engines`); ``detach`` returns once they are submitted.
+    Spools and journals for an object store go to ``tmp_dir``. Stages a shard cannot hold (``Frames``) are
+    refused before anything runs."""
+    changes: Dict[str, Any] = {"source": source} if source is not None else {}
+    if distributor is not None:
+        changes.update(distributor=distributor, distributor_args=distributor_args or {})
+    elif distributor_args is not None:
+        changes["distributor_args"] = distributor_args
+    job = (job or Job()).replace(**changes)
     job.require_cacheable("materialize")
     processes = positive_int("processes", processes if processes is not None else job.processes)
     shard_job = ShardJob(job)
-    store = CacheStore.for_job(output, shard_job, fmt=job.output_format, flat=True)
-    shards = shard_job.shards()
-    todo = [s.id for s in shards if not store.is_complete(s.id)]
-    skipped = len(shards) - len(todo)
+    store = CacheStore.for_job(output, shard_job, fmt=job.output_format, flat=True, storage_options=storage_options,
+                               tmp_dir=tmp_dir, lease_seconds=lease_seconds)
+    mine = rank_shards([s.id for s in shard_job.shards()], job.distributor)
+    store.location.fresh()
+    done = {int(n) for n in store.location.published_names(store.root)}
+    todo = [k for k in mine if k not in done or not store.is_complete(k)]
+    skipped = len(mine) - len(todo)
     if skipped:
-        print(f"{skipped} of {len(shards)} shards already complete in {output}; skipping them")
+        print(f"{skipped} of {len(mine)} shards already complete in {output}; skipping them")
     failed: List[int] = []
-    if 0 < len(todo) < processes:
-        print(f"{len(todo)} shard(s) to process: running {len(todo)} process(es) rather than {processes} "
-              "(a shard is one process's unit of work; lower samples_per_shard for more parallelism)")
-    if todo:
-        failed = _run(shard_job, store, todo, min(processes, len(todo)), progress)
-    summary = summarize(store.root)
-    return MaterializeResult(skipped, len(todo) - len(failed), failed, summary)
+    submitted = None
+    if job.distributor in LOCAL:
+        if 0 < len(todo) < processes:
+            print(f"{len(todo)} shard(s) to process: running {len(todo)} process(es) rather than {processes} "
+                  "(a shard is one process's unit of work; lower samples_per_shard for more parallelism)")
+        if detach:
+            raise ValueError("--detach: local processes end with the command; use the slurm distributor")
+        if todo:
+            failed = _run(shard_job, store, todo, min(processes, len(todo)), progress)
+    elif todo:
+        outcome = run_engine(job.distributor, shard_job, store, todo, job.distributor_args, progress=progress,
+                             detach=detach)
+        failed, submitted = ([], outcome) if detach else (outcome, None)
+    summary = summarize(store.location.display(store.root), store.location.storage_options)
+    written = 0 if detach else len(todo) - len(failed)
+    return MaterializeResult(skipped, written, failed, summary, submitted)
 
 
 def _run(shard_job: ShardJob, store: CacheStore, todo: List[int], processes: int, progress: bool) -> List[int]:
@@ -173,4 +205,5 @@ def _run_one(shard_job: ShardJob, store: CacheStore, shard_id: int, events) -> N
                 counts, last = [0, 0, 0], time.perf_counter()
         events.put(("done", shard_id, counts))
     except Exception as exc:  # a bug or a disk error on one shard: report it, keep the others going
+        store.record_failure(shard_id, f"{type(exc).__name__}: {exc}")
         events.put(("error", shard_id, counts + [f"{type(exc).__name__}: {exc}"]))

@@ -65,7 +65,7 @@ def complete_shards(cache_dir: str) -> List[CachedShard]:
             continue
         with open(described) as f:
             fmt = json.load(f)["format"]
-        for name in published_names(folder):
+        for name in published_names(os.listdir(folder)):
             paths = ShardPaths(folder, int(name), fmt, len(name))
             try:
                 last_used = os.path.getmtime(paths.stats)

@@ -9,7 +9,7 @@ import os
 import socket
 import uuid
 from dataclasses import dataclass
-from typing import List, Tuple
+from typing import Iterable, List, Tuple
 
 #: Output formats: WebDataset tar, parquet with media as binary columns, a directory of files per shard.
 FORMATS = ("tar", "parquet", "files")
@@ -17,7 +17,7 @@ FORMATS = ("tar", "parquet", "files")
 FORMAT_ALIASES = {"webdataset": "tar"}
 
 #: The hidden folder of a namespace: ``namespace.json``, ``spool/`` (shards being written and their journals),
-#: ``locks/``; and, in a cache folder, ``memo/`` (the failed-URL memo shared by its namespaces).
+#: ``locks/``, ``leases/`` and ``failed/`` (on object stores); and, in a cache folder, ``memo/`` (the failed-URL memo shared by its namespaces).
 META_DIR = ".streamv2d"
 
 #: Suffix of a shard's stats file, the last file published: its presence marks the shard complete.
@@ -33,27 +33,33 @@ def check_format(fmt: str) -> str:
 
 
 def meta_dir(root: str) -> str:
-    """The hidden bookkeeping folder of the namespace at ``root``."""
-    return os.path.join(root, META_DIR)
+    """The hidden bookkeeping folder of the namespace at ``root`` (a local path or a path on a store)."""
+    return f"{root.rstrip('/')}/{META_DIR}"
 
 
 @dataclass(frozen=True)
 class ShardPaths:
     """File names of output shard ``shard_id``: ``{id}.tar`` (or ``{id}_samples.parquet``, ``{id}/``),
-    ``{id}_stats.json`` (written last: its presence means complete) and ``{id}.parquet`` (metadata); its spool,
-    journal and lock under the hidden folder."""
+    ``{id}_stats.json`` (written last: its presence means complete) and ``{id}.parquet`` (metadata) under
+    ``root`` (a local folder or a path on an fsspec store); its spool, journal and lock under ``work``, a local
+    folder (default: the hidden folder of ``root``; a scratch folder when ``root`` is on an object store)."""
 
     root: str
     shard_id: int
     fmt: str = "tar"
     digits: int = 5
+    work: str = ""
 
     @property
     def name(self) -> str:
         return f"{self.shard_id:0{self.digits}d}"
 
     def _path(self, suffix: str) -> str:
-        return os.path.join(self.root, self.name + suffix)
+        return f"{self.root.rstrip('/')}/{self.name}{suffix}"
+
+    @property
+    def _work(self) -> str:
+        return self.work or meta_dir(self.root)
 
     @property
     def data(self) -> str:
@@ -70,21 +76,36 @@ class ShardPaths:
     @property
     def spool(self) -> str:
         """The append-only tar the shard is written to before it is published."""
-        return os.path.join(meta_dir(self.root), "spool", self.name + ".tar")
+        return os.path.join(self._work, "spool", self.name + ".tar")
 
     @property
     def journal(self) -> str:
         """The shard's journal, beside its spool: one JSON line per finished input row."""
-        return os.path.join(meta_dir(self.root), "spool", self.name + ".journal")
+        return os.path.join(self._work, "spool", self.name + ".journal")
+
+    def staged(self, final: str) -> str:
+        """The local name ``final`` is prepared under before it is published (beside the spool)."""
+        return temp_name(os.path.join(self._work, "spool", final.rsplit("/", 1)[-1]))
 
     @property
     def index(self) -> str:
         """How many samples each input row of the published shard wrote, so a position can be found by row."""
-        return os.path.join(meta_dir(self.root), "index", self.name + ".json")
+        return f"{meta_dir(self.root)}/index/{self.name}.json"
 
     @property
     def lock(self) -> str:
-        return os.path.join(meta_dir(self.root), "locks", self.name + ".lock")
+        """The local ``flock`` file of the shard's lease (local folders)."""
+        return os.path.join(self._work, "locks", self.name + ".lock")
+
+    @property
+    def lease(self) -> str:
+        """The lease object of the shard on an object store: holder and expiry, in the hidden folder."""
+        return f"{meta_dir(self.root)}/leases/{self.name}.json"
+
+    @property
+    def failure(self) -> str:
+        """The record a run leaves when the shard raised (read by ``status``; stale once the shard is complete)."""
+        return f"{meta_dir(self.root)}/failed/{self.name}.json"
 
     def published(self) -> Tuple[str, str, str]:
         """The final names, in publication order (stats last)."""
@@ -96,9 +117,9 @@ def temp_name(path: str) -> str:
     return f"{path}.tmp-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
-def published_names(root: str) -> List[str]:
-    """Zero-padded ids of the shards under ``root`` whose stats file exists (``00042`` for ``00042_stats.json``)."""
-    stems = (n[: -len(STATS_SUFFIX)] for n in os.listdir(root) if n.endswith(STATS_SUFFIX))
+def published_names(names: Iterable[str]) -> List[str]:
+    """Zero-padded ids of the shards whose stats file is among ``names`` (``00042`` for ``00042_stats.json``)."""
+    stems = (n[: -len(STATS_SUFFIX)] for n in names if n.endswith(STATS_SUFFIX))
     return sorted(s for s in stems if s.isdigit())
 
 

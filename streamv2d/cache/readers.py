@@ -3,19 +3,25 @@ from __future__ import annotations
 
 import itertools
 import os
-from typing import Dict, Iterator, List
+import tempfile
+from typing import Dict, Iterator, List, Optional
 
 import pyarrow.parquet as pq
 
 from ..sample import Sample
-from ..sources.tar import decode_payload, split_member
+from ..sources import InputShard
+from ..sources.tar import TarSource, decode_payload, split_member
 from .layout import ShardPaths
+from .location import Location
 from .writer import spool_samples
 
 
-def read_output_shard(paths: ShardPaths, skip: int = 0) -> Iterator[Sample]:
-    """The samples of the published shard at ``paths``, in written order, after the first ``skip`` (not
-    decoded: tar headers, parquet row counts, file names tell where they end)."""
+def read_output_shard(paths: ShardPaths, location: Optional[Location] = None, skip: int = 0) -> Iterator[Sample]:
+    """The samples of the published shard at ``paths`` (on ``location``: default the local folder), in written
+    order, after the first ``skip`` (not decoded: tar headers, parquet row counts, file names tell where they
+    end)."""
+    if location is not None and not location.local:
+        return _stored_samples(paths, location, skip)
     if paths.fmt == "tar":
         return spool_samples(paths.data, paths.shard_id, skip)
     if paths.fmt == "parquet":
@@ -23,7 +29,23 @@ def read_output_shard(paths: ShardPaths, skip: int = 0) -> Iterator[Sample]:
     return itertools.islice(_files_samples(paths.data), skip, None)
 
 
-def _parquet_samples(path: str, skip: int = 0) -> Iterator[Sample]:
+def _stored_samples(paths: ShardPaths, location: Location, skip: int = 0) -> Iterator[Sample]:
+    """The samples of a shard on an object store, streamed from it (a files folder is copied locally first)."""
+    url = location.display(paths.data)
+    if paths.fmt == "tar":
+        source = TarSource(url, storage_options=location.storage_options, allow_pickle=True)
+        yield from source.read(InputShard(paths.shard_id, url), skip)
+    elif paths.fmt == "parquet":
+        with location.open(paths.data, "rb") as f:
+            yield from _parquet_samples(f, skip, url)
+    else:
+        with tempfile.TemporaryDirectory() as local:
+            location.fs.get(paths.data.rstrip("/") + "/", local, recursive=True)
+            for sample in itertools.islice(_files_samples(local), skip, None):
+                yield {**sample, "__url__": url}
+
+
+def _parquet_samples(path, skip: int = 0, url: Optional[str] = None) -> Iterator[Sample]:
     parquet = pq.ParquetFile(path)
     groups = [parquet.metadata.row_group(g).num_rows for g in range(parquet.metadata.num_row_groups)]
     first = 0
@@ -37,7 +59,7 @@ def _parquet_samples(path: str, skip: int = 0) -> Iterator[Sample]:
         batch, skip = batch.slice(skip), 0
         columns = batch.to_pydict()
         for i, key in enumerate(columns["__key__"]):
-            sample: Sample = {"__key__": key, "__url__": path}
+            sample: Sample = {"__key__": key, "__url__": url or path}
             for ext, values in columns.items():
                 value = values[i]
                 if ext != "__key__" and value is not None:

@@ -19,7 +19,7 @@ from ..sources.tar import decode_payload
 from ..stats import ShardStats
 from .journal import Progress, ShardJournal
 from .store import CacheMiss, CacheStore
-from .writer import TarSpool, encode_sample, optional_size, publish_data, remove_stale_temps, spool_samples, write_json
+from .writer import TarSpool, encode_sample, optional_size, publish_data, remove_stale_temps, spool_samples
 
 log = logging.getLogger("streamv2d")
 
@@ -196,17 +196,21 @@ def _disk_error(k: int, exc: OSError, on_disk_error: str) -> None:
 
 
 def _publish(store: CacheStore, k: int, journal: ShardJournal, progress: Progress) -> None:
-    """Data and metadata first, stats last (the completion marker), each by rename; then forget the journal.
-    Idempotent: a run killed at any point of it is finished by the next one without refetching anything."""
-    paths = store.paths(k)
+    """Data and metadata first, stats last (the completion marker), each staged locally then renamed into place
+    (local folder) or uploaded in one PUT (object store); then forget the journal. Idempotent: a run killed at
+    any point of it is finished by the next one without refetching anything (on the same node; another node
+    redoes the shard)."""
+    paths, location = store.paths(k), store.location
     remove_stale_temps(paths)            # a process killed mid-publish left these; we hold the shard's lease
-    store.schema.write(paths.meta, progress.metadata)
+    store.confirm_lease(k)
     if os.path.exists(paths.spool):
-        publish_data(paths.spool, paths)
-    elif not os.path.exists(paths.data):
+        publish_data(paths.spool, paths, location)
+    elif not location.exists(paths.data):
         raise CacheWriteError(f"shard {k}: sealed, but neither its spool nor its data is on disk")
-    os.makedirs(os.path.dirname(paths.index), exist_ok=True)
-    write_json(paths.index, {"outputs_per_row": progress.outputs_per_row})
-    write_json(paths.stats, progress.stats.to_dict())
+    staged_meta = paths.staged(paths.meta)
+    store.schema.write(staged_meta, progress.metadata)
+    location.publish(staged_meta, paths.meta)
+    location.write_json(paths.index, {"outputs_per_row": progress.outputs_per_row})
+    location.write_json(paths.stats, progress.stats.to_dict())
     journal.remove()
     store.enforce_limit()

@@ -1,5 +1,5 @@
-"""Output shard files: the append-only tar spool a shard is written to, and its atomic publication as a
-WebDataset tar, a parquet file or a files directory, and ``_stats.json``."""
+"""Output shard files: the append-only tar spool a shard is written to, its conversion to a WebDataset tar,
+a parquet file or a files directory for publication, and ``_stats.json``."""
 from __future__ import annotations
 
 import glob
@@ -17,6 +17,7 @@ from ..sample import Sample
 from ..sources import InputShard
 from ..sources.tar import TarSource
 from .layout import ShardPaths, temp_name
+from .location import Location
 
 _BLOCK = tarfile.BLOCKSIZE
 _RECORD = tarfile.RECORDSIZE
@@ -139,26 +140,36 @@ def spool_samples(path: str, shard_id: int, skip: int = 0) -> Iterator[Sample]:
 
 
 def remove_stale_temps(paths: ShardPaths) -> None:
-    """Delete ``<final name>.tmp-…`` files of this shard left by a process killed while publishing it."""
-    for final in (paths.data, paths.meta, paths.stats):
-        for stale in glob.glob(glob.escape(final) + ".tmp-*"):
+    """Delete the staged files of this shard left by a process killed while publishing it (beside the spool),
+    and ``<final name>.tmp-…`` files of a local folder's renames."""
+    spool_folder = os.path.dirname(paths.spool)
+    finals = (paths.data, paths.meta, paths.stats)
+    patterns = [os.path.join(spool_folder, glob.escape(os.path.basename(f)) + ".tmp-*") for f in finals]
+    if "://" not in paths.root and os.path.isdir(paths.root):
+        patterns += [glob.escape(f) + ".tmp-*" for f in finals]
+    for pattern in patterns:
+        for stale in glob.glob(pattern):
             shutil.rmtree(stale) if os.path.isdir(stale) else os.remove(stale)
 
 
-def publish_data(spool: str, paths: ShardPaths) -> None:
-    """Turn a finished spool into ``paths.data`` in ``paths.fmt``, atomically; the spool is consumed."""
-    tmp = temp_name(paths.data)
+def publish_data(spool: str, paths: ShardPaths, location: Optional[Location] = None) -> None:
+    """Turn a finished spool into ``paths.data`` in ``paths.fmt`` at ``location`` (default: the local folder
+    ``paths.root``), atomically; the spool is consumed."""
+    (location or Location(paths.root)).publish(stage_data(spool, paths), paths.data)
+
+
+def stage_data(spool: str, paths: ShardPaths) -> str:
+    """The local file (or folder) that becomes ``paths.data``: the finished spool itself for tar, else the spool
+    converted beside it to parquet or a files folder (the spool is then deleted)."""
     if paths.fmt == "tar":
-        os.replace(spool, paths.data)
-        return
+        return spool
+    staged = paths.staged(paths.data)
     if paths.fmt == "parquet":
-        _spool_to_parquet(spool, paths.shard_id, tmp)
+        _spool_to_parquet(spool, paths.shard_id, staged)
     else:
-        _spool_to_files(spool, paths.shard_id, tmp)
-    if os.path.isdir(paths.data):        # a leftover of a crash between two renames of an earlier attempt
-        shutil.rmtree(paths.data)
-    os.replace(tmp, paths.data)
+        _spool_to_files(spool, paths.shard_id, staged)
     os.remove(spool)
+    return staged
 
 
 def _spool_to_parquet(spool: str, shard_id: int, target: str) -> None:

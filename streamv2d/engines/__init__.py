@@ -1,0 +1,51 @@
+"""Engines: who runs the shard jobs of a ``materialize``. Each is a thin adapter that ships the opened
+:class:`~streamv2d.shard.ShardJob` (listed once, picklable) and the store to its workers, calls
+``ShardJob.run(k, store)`` there, and follows progress until done — never a scheduler of its own.
+
+``multiprocessing`` (local processes, the default; under torchrun each rank takes shards ``rank::world_size``),
+``torchrun`` (the same, but requires ``RANK``/``WORLD_SIZE``), ``ray`` (tasks with retries), ``spark`` (one
+task per shard), ``slurm`` (a job array, one task per group of shards)."""
+from __future__ import annotations
+
+import importlib
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+#: Distributor name → its module (None: the local processes of :mod:`streamv2d.materialize`), and its arguments.
+DISTRIBUTORS: Dict[str, Tuple[Optional[str], Tuple[str, ...]]] = {
+    "multiprocessing": (None, ()),
+    "torchrun": (None, ()),
+    "ray": ("streamv2d.engines.ray", ("address", "init", "retries", "num_cpus_per_task")),
+    "spark": ("streamv2d.engines.spark", ("master", "conf")),
+    "slurm": ("streamv2d.engines.slurm", ("shards_per_task", "max_parallel", "sbatch_args", "python", "log_dir",
+                                          "poll_seconds")),
+}
+#: What each engine needs installed, for the message when it is missing.
+EXTRAS = {"ray": "ray", "spark": "spark"}
+
+
+def check_distributor(name: str, args: Optional[Mapping[str, Any]]) -> Tuple[str, Dict[str, Any]]:
+    """``(name, args)`` checked: a known distributor and only the arguments it takes (ValueError otherwise)."""
+    if name not in DISTRIBUTORS:
+        raise ValueError(f"distributor: {name!r} is not one of {', '.join(DISTRIBUTORS)}")
+    args = dict(args or {})
+    unknown = sorted(set(args) - set(DISTRIBUTORS[name][1]))
+    if unknown:
+        raise ValueError(f"distributor_args: {unknown} mean nothing to {name}; it takes "
+                         f"{list(DISTRIBUTORS[name][1]) or 'none'}")
+    return name, args
+
+
+def engine(name: str):
+    """The module running distributor ``name`` (ImportError naming the extra when its package is missing)."""
+    module = DISTRIBUTORS[name][0]
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ImportError(f"distributor {name}: {exc}; pip install 'streamv2d[{EXTRAS.get(name, name)}]'") from None
+
+
+def run_engine(name: str, shard_job, store, todo: List[int], args: Mapping[str, Any], *, progress: bool,
+               detach: bool = False):
+    """Run the shard jobs ``todo`` on distributor ``name``; the shards that failed (or, with ``detach``, the
+    submission's id)."""
+    return engine(name).run(shard_job, store, todo, dict(args), progress=progress, detach=detach)

@@ -1,0 +1,228 @@
+"""Engines: torchrun ranks, Ray, Spark and Slurm each run ``ShardJob.run`` and give what a local materialize
+gives, byte for byte (a download + probe job: no transcode, so no dependence on encoder determinism)."""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+import streamv2d as sv
+from streamv2d.cli import main
+from streamv2d.config import job_from_dict
+from streamv2d.engines.base import rank_shards
+from conftest import write_csv
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def files_of(folder):
+    """``{name: bytes}`` of the published files (stats without their clock fields)."""
+    out = {}
+    for name in sorted(os.listdir(folder)):
+        if name.startswith("."):
+            continue
+        with open(os.path.join(folder, name), "rb") as f:
+            data = f.read()
+        if name.endswith("_stats.json"):
+            data = {k: v for k, v in json.loads(data).items() if k not in ("start_time", "end_time", "duration")}
+        out[name] = data
+    return out
+
+
+@pytest.fixture()
+def job(tmp_path, server, corpus_names):
+    rows = [{"url": server.url(f"videos/{n}"), "caption": n} for n in corpus_names[:5]]
+    rows.append({"url": server.url("status/404"), "caption": "gone"})
+    table = write_csv(str(tmp_path / "t.csv"), rows)
+    return sv.Job(source=table, subsamplers=[sv.Probe()], table={"samples_per_shard": 2, "caption_col": "caption"})
+
+
+@pytest.fixture()
+def reference(tmp_path, job):
+    """The same job materialized by local processes."""
+    out = str(tmp_path / "local")
+    assert sv.materialize(None, out, job, progress=False).failed == []
+    return files_of(out)
+
+
+def test_ranks_split_the_shards():
+    """Bug: under torchrun every rank of a materialize processed every shard."""
+    assert rank_shards(range(5), "multiprocessing", {"RANK": "1", "WORLD_SIZE": "2"}) == [1, 3]
+    assert rank_shards(range(5), "multiprocessing", {}) == [0, 1, 2, 3, 4]
+    with pytest.raises(ValueError, match="RANK/WORLD_SIZE are not set"):
+        rank_shards(range(5), "torchrun", {})
+
+
+def test_a_rank_materializes_only_its_shards(tmp_path, job, monkeypatch):
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    result = sv.materialize(None, str(tmp_path / "out"), job, progress=False)
+    assert result.written == 1 and sorted(n for n in os.listdir(tmp_path / "out") if n.endswith("_stats.json")) \
+        == ["00001_stats.json"]
+
+
+def test_torchrun_ranks_together_equal_a_local_run(tmp_path, job, reference):
+    out = str(tmp_path / "out")
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                "-m", "streamv2d.cli", "materialize", job.source, out, "--samples-per-shard", "2",
+                "--caption-col", "caption", "--config", _probe_config(tmp_path), "--distributor", "torchrun", "-q"]
+    done = subprocess.run(launcher, env={**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert files_of(out) == reference
+
+
+def _probe_config(tmp_path) -> str:
+    path = tmp_path / "job.yaml"
+    path.write_text("subsampling: [probe]\n")
+    return str(path)
+
+
+@pytest.fixture(scope="module")   # torn down before other modules fork DataLoader workers
+def ray_local():
+    ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'streamv2d[ray]')")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": ROOT}})
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_equals_a_local_run(tmp_path, job, reference, ray_local):
+    out = str(tmp_path / "out")
+    result = sv.materialize(None, out, job, distributor="ray", distributor_args={"retries": 2}, progress=False)
+    assert result.failed == [] and result.written == 3
+    assert files_of(out) == reference
+
+
+@pytest.fixture(scope="module")
+def spark_session():
+    pytest.importorskip("pyspark", reason="pyspark is not installed (pip install 'streamv2d[spark]')")
+    if shutil.which("java") is None:
+        pytest.skip("no Java runtime for Spark")
+    from pyspark.sql import SparkSession
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    spark = (SparkSession.builder.master("local[2]").appName("streamv2d tests")
+             .config("spark.ui.enabled", "false").config("spark.driver.host", "127.0.0.1")
+             .config("spark.driver.bindAddress", "127.0.0.1").getOrCreate())
+    yield spark
+    spark.stop()
+
+
+def test_spark_equals_a_local_run(tmp_path, job, reference, spark_session):
+    out = str(tmp_path / "out")
+    result = sv.materialize(None, out, job, distributor="spark", progress=False)
+    assert result.failed == [] and result.written == 3
+    assert files_of(out) == reference
+
+
+SLURM_CONF = """ClusterName=streamv2d
+SlurmctldHost={host}
+SlurmUser=root
+SlurmdUser=root
+SlurmctldPort={ctld_port}
+SlurmdPort={d_port}
+AuthType=auth/munge
+StateSaveLocation={dir}/state
+SlurmdSpoolDir={dir}/spool
+SlurmctldPidFile={dir}/slurmctld.pid
+SlurmdPidFile={dir}/slurmd.pid
+SlurmctldLogFile={dir}/slurmctld.log
+SlurmdLogFile={dir}/slurmd.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_CPU
+ReturnToService=2
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+NodeName={host} CPUs={cpus} State=UNKNOWN
+PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster():
+    """A real single-node Slurm (Debian's slurm-wlm + munge) started as root, once (this module)."""
+    if os.geteuid() != 0 or not all(shutil.which(b) for b in ("slurmctld", "slurmd", "sbatch", "munged")):
+        pytest.skip("needs root and slurm-wlm + munge (apt-get install slurm-wlm munge; see .ci/run)")
+    folder = tempfile.mkdtemp(prefix="streamv2d-slurm-")
+    os.makedirs(f"{folder}/state")
+    os.makedirs(f"{folder}/spool")
+    conf = f"{folder}/slurm.conf"
+    with open(conf, "w") as f:
+        f.write(SLURM_CONF.format(host=socket.gethostname(), ctld_port=_free_port(), d_port=_free_port(),
+                                  dir=folder, cpus=os.cpu_count()))
+    started = []
+    if subprocess.run(["munge", "-n"], capture_output=True).returncode != 0:
+        for d in ("/run/munge", "/var/log/munge", "/var/lib/munge"):
+            os.makedirs(d, exist_ok=True)
+            shutil.chown(d, "munge", "munge")
+        subprocess.run(["runuser", "-u", "munge", "--", "munged"], check=True)
+        started.append("/run/munge/munged.pid")
+    env = {**os.environ, "SLURM_CONF": conf}
+    for daemon in ("slurmctld", "slurmd"):
+        subprocess.run([daemon, "-f", conf], env=env, check=True)
+        started.append(f"{folder}/{daemon}.pid")
+    previous = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = conf
+    deadline = time.monotonic() + 30
+    while "idle" not in subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True).stdout:
+        if time.monotonic() > deadline:
+            pytest.skip(f"slurm did not come up: {open(f'{folder}/slurmctld.log').read()[-500:]}")
+        time.sleep(0.3)
+    yield conf
+    for pid_file in reversed(started):   # only the daemons this fixture started, by their pid
+        try:
+            with open(pid_file) as f:
+                os.kill(int(f.read().strip()), 15)
+        except (OSError, ValueError):
+            pass
+    if previous is None:
+        os.environ.pop("SLURM_CONF", None)
+    else:
+        os.environ["SLURM_CONF"] = previous
+
+
+def test_slurm_array_equals_a_local_run(tmp_path, job, reference, slurm_cluster):
+    out = str(tmp_path / "out")
+    result = sv.materialize(None, out, job, distributor="slurm",
+                            distributor_args={"shards_per_task": 2, "poll_seconds": 0.3}, progress=False)
+    assert result.failed == [] and result.written == 3
+    assert files_of(out) == reference
+
+
+def test_slurm_detach_submits_and_status_follows(tmp_path, job, reference, slurm_cluster, capsys, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", ROOT)
+    out = str(tmp_path / "out")
+    assert main(["materialize", job.source, out, "--config", _probe_config(tmp_path), "--samples-per-shard", "2",
+                 "--caption-col", "caption", "--distributor", "slurm", "--detach", "-q"]) == 0
+    assert "follow it with: streamv2d status" in capsys.readouterr().out
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not all(
+            os.path.exists(os.path.join(out, f"{k:05d}_stats.json")) for k in range(3)):
+        time.sleep(0.3)
+    assert main(["status", out]) == 0 and "3 done of 3" in capsys.readouterr().out
+    assert files_of(out) == reference
+
+
+def test_distribution_config_maps_video2dataset_distributors():
+    job = job_from_dict({"distribution": {"distributor": "slurm", "distributor_args": {
+        "partition": "cpu", "cpus_per_task": 4, "n_nodes": 2, "tasks_per_node": 3, "job_name": "x"}}})
+    assert job.distributor == "slurm"
+    assert job.distributor_args == {"sbatch_args": ["--partition=cpu", "--cpus-per-task=4"], "max_parallel": 6}
+    assert any("job_name" in note for note in job.notes)
+    assert job_from_dict({"distribution": {"distributor": "pyspark"}}).distributor == "spark"
+    with pytest.raises(ValueError, match=r"distributor_args: \['workers'\] mean nothing to ray"):
+        job_from_dict({"distribution": {"distributor": "ray", "distributor_args": {"workers": 3}}})
