@@ -30,10 +30,10 @@ from streamv2d.cache.writer import publish_data
 from streamv2d.subsamplers import Encode
 
 
-def job_of(table: str) -> sv.Job:
+def job_of(table: str, per_shard: int) -> sv.Job:
     chain = [sv.Probe(), sv.FPS(5), sv.Resolution(224, mode="scale,crop"),
              Encode(codec="libx264", crf=23, preset="veryfast")]
-    return sv.Job(source=table, subsamplers=chain, table={"samples_per_shard": 2}, fetch={"threads": 2})
+    return sv.Job(source=table, subsamplers=chain, table={"samples_per_shard": per_shard}, fetch={"threads": 2})
 
 
 def run_engine(name: str, job: sv.Job, out: str) -> dict:
@@ -116,7 +116,10 @@ def publish_vs_put(size: int, repeat: int) -> list:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=16)
+    parser.add_argument("--count", type=int, default=16, help="distinct videos")
+    parser.add_argument("--rows", type=int, help="rows of the table (the videos repeated; default: --count)")
+    parser.add_argument("--samples-per-shard", type=int, default=2,
+                        help="rows per shard, i.e. per task (real jobs: 1000)")
     parser.add_argument("--corpus", default=os.path.join(tempfile.gettempdir(), "streamv2d-bench-engines"))
     parser.add_argument("--engines", default="local-1,local-2,ray,spark")
     parser.add_argument("--publish-mb", type=int, default=100)
@@ -129,14 +132,16 @@ def main() -> None:
         with open(table, "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["url"])
-            writer.writerows([[f"{base}/videos/{os.path.basename(n)}"] for n in names])
+            count = args.rows or len(names)
+            writer.writerows([[f"{base}/videos/{os.path.basename(names[i % len(names)])}"] for i in range(count)])
         for name in args.engines.split(","):
-            rows.append(run_engine(name, job_of(table), os.path.join(work, name)))
+            rows.append(run_engine(name, job_of(table, args.samples_per_shard), os.path.join(work, name)))
             print(rows[-1], flush=True)
     local = next((r for r in rows if r["engine"] == "local-2"), None)
     for row in rows:
         row["overhead_vs_local2"] = row["run_s"] / local["run_s"] if local else float("nan")
-    print_table(f"materialize, {args.count} videos, 2 per shard (probe + fps 5 + 224² + H.264)", rows)
+    print_table(f"materialize, {args.rows or args.count} rows, {args.samples_per_shard} per shard "
+                "(probe + fps 5 + 224² + H.264)", rows)
     print_table(f"publish a {args.publish_mb} MB shard to moto vs plain s3fs put",
                 publish_vs_put(args.publish_mb * 10**6, args.publish_repeat))
 
