@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
@@ -72,10 +73,12 @@ class ShardProcessor:
 
     @property
     def executor(self) -> ThreadPoolExecutor:
-        """This process's pool: a pool inherited through fork has no threads, so a child makes its own."""
-        if self._executor is None or self._executor_pid != os.getpid():
+        """This process's pool: a pool inherited through fork has no threads, so a child makes its own (as does a
+        processor whose pool :func:`shutdown_pools` stopped)."""
+        if self._executor is None or self._executor_pid != os.getpid() or self._executor not in _POOLS:
             self._executor = ThreadPoolExecutor(self.config.threads, thread_name_prefix="streamv2d-fetch")
             self._executor_pid = os.getpid()
+            _POOLS.add(self._executor)
         return self._executor
 
     def process_rows(self, shard: InputShard, stages: Sequence[SubsamplerLike], stats: Optional[ShardStats] = None,
@@ -149,6 +152,19 @@ class ShardProcessor:
         outputs = _run_chain_at(index, row, stages, epoch, self.config.max_pixels)
         return RowResult(index, record, outputs, nbytes, permanent=permanent and not is_success(row),
                          truncated=truncated)
+
+
+_POOLS: "weakref.WeakSet[ThreadPoolExecutor]" = weakref.WeakSet()
+
+
+def shutdown_pools() -> None:
+    """Let every fetch pool of this process finish what it runs and stop it (rows not started are dropped; a
+    pool is made again when needed). Call it before forking workers from a process that iterated a dataset
+    itself and stopped early: a fork while a pool thread is inside the C library (its resolver, say) can leave
+    a lock held forever in the child."""
+    for pool in list(_POOLS):
+        pool.shutdown(wait=True, cancel_futures=True)
+        _POOLS.discard(pool)
 
 
 def _run_chain_at(index: int, sample: Sample, chain: Sequence[SubsamplerLike], epoch: int,

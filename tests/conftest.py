@@ -12,6 +12,15 @@ from typing import Dict, List
 import pytest
 
 from streamv2d.demo import LoopbackServer, make_corpus
+from streamv2d.pipeline import shutdown_pools
+
+
+@pytest.fixture(autouse=True)
+def no_fetch_in_flight():
+    """After each test, finish the fetches its stopped iterators left running: a later test's DataLoader must not
+    fork while a thread of this process is inside the resolver or another C-level lock (the child would hang)."""
+    yield
+    shutdown_pools()
 
 
 @pytest.fixture(scope="session")
