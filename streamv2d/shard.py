@@ -46,16 +46,15 @@ class ShardJob:
         row order: through ``store`` (the write-through cache: read back when complete, else written as it
         streams) then the stages after the cache boundary — or straight through the whole chain without a
         store. The same samples either way; rows before ``start_row`` are never fetched or decoded. ``stop_row``
-        (a piece of a shard, uncached only: the cache stores whole shards) ends the rows early."""
+        ends the rows early (a piece of a shard: read from the cache when complete, else streamed uncached, as the
+        cache stores whole shards)."""
         if store is None:
             for result in self.rows(k, start_row=start_row, stop_row=stop_row, epoch=epoch):
                 yield result.index, result.outputs
             return
-        if stop_row is not None:
-            raise ValueError("a cached shard is read or written whole: stop_row needs store=None")
         from .cache.through import write_through_rows
 
-        groups = write_through_rows(self, k, store, epoch=epoch, start_row=start_row)
+        groups = write_through_rows(self, k, store, epoch=epoch, start_row=start_row, stop_row=stop_row)
         if self.chain.after_cache:
             groups = self.processor.run_after(groups, self.chain.after_cache, epoch)
         yield from groups

@@ -40,19 +40,24 @@ def write_through(shard_job, k: int, store: CacheStore, *, epoch: int = 0,
 
 
 def write_through_rows(shard_job, k: int, store: CacheStore, *, epoch: int = 0, start_row: int = 0,
-                       on_disk_error: str = "stream") -> Iterator[RowGroup]:
-    """Shard ``k``'s rows from ``start_row`` on, each with its samples after the stages before the cache
-    boundary: from the cache when complete (rows before ``start_row`` passed over unread), else processed and
-    written through. When another process is writing the shard, or the rows before ``start_row`` were never
-    written, it is streamed uncached instead. A disk error while writing streams the rest of the shard uncached
-    with one warning (``on_disk_error="stream"``, training) or raises :class:`CacheWriteError` (``"raise"``)."""
+                       stop_row: Optional[int] = None, on_disk_error: str = "stream") -> Iterator[RowGroup]:
+    """Shard ``k``'s rows ``[start_row, stop_row)`` (None: to its end), each with its samples after the stages before
+    the cache boundary: from the cache when complete (rows before ``start_row`` passed over unread), else processed
+    and written through. When another process is writing the shard, the rows before ``start_row`` were never
+    written, or only a piece of the shard is asked for (``stop_row``: the cache writes whole shards), it is streamed
+    uncached instead. A disk error while writing streams the rest of the shard uncached with one warning
+    (``on_disk_error="stream"``, training) or raises :class:`CacheWriteError` (``"raise"``)."""
     for _ in range(3):   # the shard may be published or evicted between two looks: look again
         if store.is_complete(k):
             try:
-                yield from store.read_rows(k, start_row)
+                for row, samples in _until(store.read_rows(k, start_row), start_row, stop_row):
+                    yield row, samples
+                    start_row = row + 1   # a second look goes on after what was delivered
                 return
             except CacheMiss:
                 pass
+        if stop_row is not None:
+            break
         with store.lease(k) as lease:
             if lease.acquire(exclusive=True, wait=False) and not store.is_complete(k):
                 finished_publication = yield from _write_shard(shard_job, k, store, epoch, start_row,
@@ -61,13 +66,19 @@ def write_through_rows(shard_job, k: int, store: CacheStore, *, epoch: int = 0, 
                     return
                 continue
         if not store.is_complete(k):
+            log.info("shard %d is being written by another process; streaming it without caching", k)
             break
-    log.info("shard %d is being written by another process; streaming it without caching", k)
-    yield from _uncached(shard_job, k, epoch, start_row)
+    yield from _uncached(shard_job, k, epoch, start_row, stop_row)
 
 
-def _uncached(shard_job, k: int, epoch: int, start_row: int) -> Iterator[RowGroup]:
-    for result in shard_job.rows(k, start_row=start_row, epoch=epoch, cached_part=True):
+def _until(groups: Iterator[RowGroup], start_row: int, stop_row: Optional[int]) -> Iterator[RowGroup]:
+    """The rows of ``groups`` (consecutive from ``start_row``) before ``stop_row``; all of them when it is None."""
+    return groups if stop_row is None else itertools.islice(groups, max(0, stop_row - start_row))
+
+
+def _uncached(shard_job, k: int, epoch: int, start_row: int, stop_row: Optional[int] = None) -> Iterator[RowGroup]:
+    """Rows ``[start_row, stop_row)`` of shard ``k`` through the stages before the cache boundary, nothing written."""
+    for result in shard_job.rows(k, start_row=start_row, stop_row=stop_row, epoch=epoch, cached_part=True):
         yield result.index, result.outputs
 
 
