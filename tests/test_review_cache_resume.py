@@ -66,3 +66,24 @@ def test_an_uncached_state_with_row_pieces_resumes_with_a_cache(tmp_path):
         cached.load_state_dict(state)
         assert keys(cached) == ["s0k1", "s0k2"]
         list(sv.VideoDataset(paths, cache_dir=str(tmp_path / "cache")))
+
+
+def test_a_sample_the_shard_cannot_hold_does_not_shift_the_rows_read_back(tmp_path):
+    """Finding: a failure record whose key cannot name tar members (here a stage gives row 1 a dotted key) is kept in
+    the metadata only, but the index counted it as a sample of its row: reading the shard back broke off there
+    (CacheMiss), fell back to running the stages again, and a resume past that row skipped one sample too many."""
+    calls = []
+
+    def dotted(sample):
+        calls.append(sample["__key__"])
+        return {**sample, "__key__": "a.b"} if sample["json"]["i"] == 1 else sample
+
+    paths = tars(tmp_path, shards=1, rows=4)
+    make = lambda: sv.VideoDataset(paths, subsamplers=[dotted], yield_failures=True,  # noqa: E731
+                                   cache_dir=str(tmp_path / "cache"))
+    written = keys(make())
+    assert written == ["s0k0", "s0k2", "s0k3"]                  # what the shard holds, as a later read returns it
+    calls.clear()
+    assert keys(make()) == written and calls == []               # read back from disk, no stage run again
+    head, tail = resumed(make, 2)
+    assert head + tail == written and calls == []

@@ -82,9 +82,12 @@ class ShardJournal:
             self._write({"row": progress.rows - 1, "offset": progress.offset, "stats": progress.stats.to_dict(),
                          "meta": progress.metadata, "counts": progress.outputs_per_row})
 
-    def append(self, row: int, offset: int, stats: ShardStats, meta: List[Dict[str, Any]]) -> None:
-        """Record input row ``row`` as done: the spool holds it below ``offset``."""
-        self._write({"row": row, "offset": offset, "stats": stats.to_dict(), "meta": meta})
+    def append(self, row: int, offset: int, stats: ShardStats, meta: List[Dict[str, Any]],
+               count: Optional[int] = None) -> None:
+        """Record input row ``row`` as done: the spool holds its ``count`` samples (default: one per metadata row)
+        below ``offset``; ``meta`` are its metadata rows (a failure record the spool cannot hold has one too)."""
+        count = len(meta) if count is None else count
+        self._write({"row": row, "offset": offset, "stats": stats.to_dict(), "meta": meta, "counts": [count]})
 
     def seal(self, stats: ShardStats) -> None:
         """The spool is complete: what is left is publication, which a resumed run can finish without refetching."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-from typing import Any, Dict, Generator, Iterable, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Generator, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from ..pipeline import RowGroup
 from ..sample import FAILED_TO_SUBSAMPLE, SUCCESS, Sample, is_success, mark_failed
@@ -161,25 +161,28 @@ def grouped(samples: Iterable[Sample], counts: Sequence[int], first_row: int) ->
 
 
 def _append(spool: TarSpool, journal: ShardJournal, result, stats: ShardStats) -> List[Sample]:
-    """Spool one input row's outputs and journal it; the outputs as a later read of the shard returns them."""
-    stored = [_spooled(spool, sample) for sample in result.outputs]
-    if any(a is not b for a, b in zip(stored, result.outputs)):
-        stats.replace_row(result.record, result.outputs, stored)
+    """Spool one input row's outputs and journal it; the outputs as a later read of the shard returns them (the
+    ones the spool holds: a failure record it cannot hold is in the metadata only, and not counted in the row)."""
+    spooled = [_spooled(spool, sample) for sample in result.outputs]
+    final = [sample for sample, _ in spooled]
+    if any(a is not b for a, b in zip(final, result.outputs)):
+        stats.replace_row(result.record, result.outputs, final)
     spool.flush()
-    journal.append(result.index, spool.offset, stats, [output_metadata(s) for s in stored])
-    return [_as_read_back(s) for s in stored]
+    held = [sample for sample, written in spooled if written]
+    journal.append(result.index, spool.offset, stats, [output_metadata(s) for s in final], len(held))
+    return [_as_read_back(s) for s in held]
 
 
-def _spooled(spool: TarSpool, sample: Sample) -> Sample:
-    """Append ``sample`` to the spool; a success that cannot be stored (a tensor payload, a key that cannot name
-    members) becomes a ``failed_to_subsample`` record instead of ending the shard; a failure record that cannot
-    be stored stays in the metadata parquet only."""
+def _spooled(spool: TarSpool, sample: Sample) -> Tuple[Sample, bool]:
+    """Append ``sample`` to the spool: the sample stored and whether the spool holds it. A success that cannot be
+    stored (a tensor payload, a key that cannot name members) becomes a ``failed_to_subsample`` record instead of
+    ending the shard; a failure record that cannot be stored stays in the metadata parquet only."""
     try:
         spool.write(sample)
-        return sample
+        return sample, True
     except (TypeError, ValueError) as exc:
         if not is_success(sample):
-            return sample
+            return sample, False
         return _spooled(spool, mark_failed(sample, FAILED_TO_SUBSAMPLE, str(exc)))
 
 
