@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
-from typing import Dict, Iterator, List
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import pyarrow.parquet as pq
 
@@ -20,7 +21,18 @@ def read_output_shard(paths: ShardPaths, skip: int = 0) -> Iterator[Sample]:
         return spool_samples(paths.data, paths.shard_id, skip)
     if paths.fmt == "parquet":
         return _parquet_samples(paths.data, skip)
-    return itertools.islice(_files_samples(paths.data), skip, None)
+    return itertools.islice(_files_samples(paths.data, read_index(paths).get("keys")), skip, None)
+
+
+def read_index(paths: ShardPaths) -> Dict[str, Any]:
+    """The index of a published shard (``outputs_per_row``; ``keys`` in written order for the files format, whose
+    directory does not keep it), or {} when it has none."""
+    try:
+        with open(paths.index) as f:
+            index = json.load(f)
+    except (FileNotFoundError, ValueError):
+        return {}
+    return index if isinstance(index, dict) else {}
 
 
 def _parquet_samples(path: str, skip: int = 0) -> Iterator[Sample]:
@@ -45,7 +57,8 @@ def _parquet_samples(path: str, skip: int = 0) -> Iterator[Sample]:
             yield sample
 
 
-def _files_samples(directory: str) -> Iterator[Sample]:
+def _files_samples(directory: str, order: Optional[Sequence[str]] = None) -> Iterator[Sample]:
+    """The samples of a files directory, in ``order`` of keys (the written one) when known, else sorted by key."""
     groups: Dict[str, List[str]] = {}
     for root, _, names in os.walk(directory):
         for name in names:
@@ -53,7 +66,7 @@ def _files_samples(directory: str) -> Iterator[Sample]:
             key, ext = split_member(rel)
             if key is not None:
                 groups.setdefault(key, []).append(ext)
-    for key in sorted(groups):
+    for key in (k for k in order if k in groups) if order is not None else sorted(groups):
         sample: Sample = {"__key__": key, "__url__": directory}
         for ext in sorted(groups[key]):
             with open(os.path.join(directory, f"{key}.{ext}"), "rb") as f:

@@ -16,7 +16,7 @@ from .journal import FailureMemo, ShardJournal
 from .layout import ShardPaths, check_format, meta_dir, published_names
 from .lease import ShardLease
 from .metadata import MetadataSchema
-from .readers import read_output_shard
+from .readers import read_index, read_output_shard
 from .writer import write_json
 
 #: Bumped when the on-disk layout changes, so old namespaces are never misread.
@@ -144,11 +144,8 @@ class CacheStore:
 
     def _outputs_per_row(self, shard_id: int) -> Optional[List[int]]:
         """How many samples each input row of a complete shard wrote (None: unknown, each sample a row)."""
-        try:
-            with open(self.paths(shard_id).index) as f:
-                return list(json.load(f)["outputs_per_row"])
-        except (FileNotFoundError, ValueError, KeyError):
-            return None
+        counts = read_index(self.paths(shard_id)).get("outputs_per_row")
+        return list(counts) if counts is not None else None
 
     def touch(self, shard_id: int) -> None:
         """Mark ``shard_id`` as used now, for least-recently-used eviction."""

@@ -18,8 +18,10 @@ from ..sample import FAILED_TO_SUBSAMPLE, SUCCESS, Sample, is_success, mark_fail
 from ..sources.tar import decode_payload
 from ..stats import ShardStats
 from .journal import Progress, ShardJournal
+from .layout import ShardPaths
 from .store import CacheMiss, CacheStore
-from .writer import TarSpool, encode_sample, optional_size, publish_data, remove_stale_temps, spool_samples, write_json
+from .writer import (TarSpool, encode_sample, optional_size, publish_data, remove_stale_temps, spool_keys,
+                     spool_samples, write_json)
 
 log = logging.getLogger("streamv2d")
 
@@ -209,18 +211,28 @@ def _disk_error(k: int, exc: OSError, on_disk_error: str) -> None:
     log.warning("shard %d: cannot write the cache (%s); streaming the rest of it uncached", k, exc)
 
 
+def _write_index(paths: ShardPaths, progress: Progress) -> None:
+    """The shard's index: the samples of each input row, to enter it at a row; and, for the files format, whose
+    directory keeps no order, the keys in written order."""
+    index: Dict[str, Any] = {"outputs_per_row": progress.outputs_per_row}
+    if paths.fmt == "files":
+        index["keys"] = spool_keys(paths.spool)
+    os.makedirs(os.path.dirname(paths.index), exist_ok=True)
+    write_json(paths.index, index)
+
+
 def _publish(store: CacheStore, k: int, journal: ShardJournal, progress: Progress) -> None:
-    """Data and metadata first, stats last (the completion marker), each by rename; then forget the journal.
+    """Metadata, the index and data first, stats last (the completion marker), each by rename; then forget the
+    journal.
     Idempotent: a run killed at any point of it is finished by the next one without refetching anything."""
     paths = store.paths(k)
     remove_stale_temps(paths)            # a process killed mid-publish left these; we hold the shard's lease
     store.schema.write(paths.meta, progress.metadata)
     if os.path.exists(paths.spool):
+        _write_index(paths, progress)   # before the data: publishing the data consumes the spool
         publish_data(paths.spool, paths)
     elif not os.path.exists(paths.data):
         raise CacheWriteError(f"shard {k}: sealed, but neither its spool nor its data is on disk")
-    os.makedirs(os.path.dirname(paths.index), exist_ok=True)
-    write_json(paths.index, {"outputs_per_row": progress.outputs_per_row})
     write_json(paths.stats, progress.stats.to_dict())
     journal.remove()
     store.enforce_limit()
