@@ -161,7 +161,7 @@ class Batcher(Node):
 class FixedLength(Node):
     """Exactly ``target`` items for one consumer of the fixed-length (DDP) mode: passes over ``pools[level]``,
     the narrowest pool first, moving to the next pool when a whole pass yields no success (failure records
-    count when yielded). Raises when even the widest pool produces nothing, rather than spinning forever."""
+    count when yielded). Raises when even the widest pool yields nothing, rather than spinning forever."""
 
     def __init__(self, make_reader: Callable[[Sequence[Segment]], ShardReader], pools: Sequence[Sequence[int]],
                  target: int):
@@ -209,7 +209,8 @@ class FixedLength(Node):
                 self._succeeded = False
                 self._reader = self._make_reader(self._pass())
                 continue
-            self._succeeded = self._succeeded or is_success(sample)
+            widest = self._level == len(self._pools) - 1   # nothing wider to try: a yielded failure record counts
+            self._succeeded = self._succeeded or is_success(sample) or widest
             self._produced += 1
             return sample
         raise RuntimeError("fixed-length mode: no shard produced a sample")
