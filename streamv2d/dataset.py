@@ -1,6 +1,7 @@
 """``VideoDataset``: the streaming ``IterableDataset`` that every other feature plugs into."""
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -213,7 +214,10 @@ class VideoDataset(IterableDataset):
     def state_dict(self) -> Dict[str, Any]:
         """Where this process's iteration stands — after the last item it yielded — as a small JSON-able dict
         (the job's identity, the consumer, the epoch, positions and the shuffle buffer's positions). Before any
-        iteration: the start of the current epoch. ``StatefulDataLoader`` collects it from every worker."""
+        iteration: the start of the current epoch; after ``load_state_dict``, until ``iter``: the state loaded.
+        ``StatefulDataLoader`` collects it from every worker."""
+        if self._resume_from is not None:   # not resumed yet: that state is still where this dataset stands
+            return copy.deepcopy(self._resume_from)
         if self._current is None:
             world, epoch = self.world(), self.epoch
             loader = self.stream(world, epoch).get_state()

@@ -2,6 +2,7 @@
 resumable: the state holds each source's position and epoch and the number of draws made."""
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -144,6 +145,8 @@ class MixedDataset(IterableDataset):
 
     def state_dict(self) -> Dict[str, Any]:
         """Where this process's iteration of the mix stands (see ``VideoDataset.state_dict``)."""
+        if self._resume_from is not None:   # not resumed yet: that state is still where this mix stands
+            return copy.deepcopy(self._resume_from)
         if self._current is None:
             world, epoch = self.world(), self.epoch
             loader = self._stream(world, epoch, None).get_state()
