@@ -90,9 +90,17 @@ def _write_shard(shard_job, k: int, store: CacheStore, epoch: int, start_row: in
     finished the publication a killed run had sealed (nothing to yield: the caller reads the shard back)."""
     paths, journal = store.paths(k), store.journal(k)
     progress = journal.load(optional_size(paths.spool))
+    if progress.sealed and not (os.path.exists(paths.spool) or os.path.exists(paths.data)):
+        journal.remove()   # published, then evicted before a kill let its journal go: write the shard again
+        progress = Progress()
     if progress.sealed:
-        _publish(store, k, journal, progress)
-        return True
+        try:
+            _publish(store, k, journal, progress)
+            return True
+        except OSError as exc:
+            _disk_error(k, exc, on_disk_error)
+            yield from _uncached(shard_job, k, epoch, start_row)
+            return False
     if start_row > progress.rows:   # delivered rows were never written: do not fetch them again to cache them
         yield from _uncached(shard_job, k, epoch, start_row)
         return False

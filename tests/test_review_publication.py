@@ -1,0 +1,63 @@
+"""Review findings on a publication that a kill interrupted and the next run finishes."""
+import errno
+import json
+
+import pytest
+
+import streamv2d as sv
+from conftest import tar_of
+from streamv2d.cache import through
+from streamv2d.cache.evict import evict
+from streamv2d.cache.journal import ShardJournal
+
+
+def keys(samples):
+    return [s["__key__"] for s in samples]
+
+
+@pytest.fixture()
+def make(tmp_path):
+    source = tar_of(tmp_path / "in.tar", [(f"k{i}.json", json.dumps({"i": i}).encode()) for i in range(3)])
+    return lambda: sv.VideoDataset([source], cache_dir=str(tmp_path / "cache"))
+
+
+def test_a_full_disk_while_finishing_a_killed_publication_does_not_end_the_epoch(make, monkeypatch):
+    """Finding: the disk-error handling covered a publication made right after the last row, not one finished for a
+    killed run (a sealed journal): a full disk there raised out of the training epoch instead of streaming."""
+    real = through.write_json
+
+    def killed(path, document):
+        if path.endswith("_stats.json"):
+            raise KeyboardInterrupt("killed before the stats rename")
+        real(path, document)
+
+    monkeypatch.setattr(through, "write_json", killed)
+    with pytest.raises(KeyboardInterrupt):
+        list(make())
+
+    def full(path, document):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(through, "write_json", full)
+    assert keys(make()) == ["k0", "k1", "k2"]                    # streamed, the shard left to finish later
+    monkeypatch.setattr(through, "write_json", real)
+    assert keys(make()) == ["k0", "k1", "k2"] and make().cache.complete_shards() == [0]
+
+
+def test_a_sealed_journal_left_beside_an_evicted_shard_is_forgotten(make, monkeypatch):
+    """Finding: a kill after the stats file but before the journal was removed left a sealed journal; once the
+    shard was evicted, every later epoch raised "sealed, but neither its spool nor its data is on disk"."""
+    real = ShardJournal.remove
+
+    def killed(self):
+        raise KeyboardInterrupt("killed before the journal was removed")
+
+    monkeypatch.setattr(ShardJournal, "remove", killed)
+    with pytest.raises(KeyboardInterrupt):
+        list(make())
+    monkeypatch.setattr(ShardJournal, "remove", real)
+    ds = make()
+    assert ds.cache.complete_shards() == [0]
+    evict(ds.cache.cache_dir, 0)
+    assert ds.cache.complete_shards() == []
+    assert keys(make()) == ["k0", "k1", "k2"] and make().cache.complete_shards() == [0]
