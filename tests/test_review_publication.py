@@ -61,3 +61,27 @@ def test_a_sealed_journal_left_beside_an_evicted_shard_is_forgotten(make, monkey
     evict(ds.cache.cache_dir, 0)
     assert ds.cache.complete_shards() == []
     assert keys(make()) == ["k0", "k1", "k2"] and make().cache.complete_shards() == [0]
+
+
+def test_rewriting_a_journal_that_fails_keeps_the_progress_it_held(tmp_path, monkeypatch):
+    """Finding: resuming rewrote the journal in place (truncate, then write): a full disk or a kill at that moment
+    left it empty, so the next run fetched every journaled row again instead of resuming after them."""
+    from streamv2d.cache import journal as journal_module
+    from streamv2d.stats import ShardStats
+
+    journal = ShardJournal(str(tmp_path / "spool" / "00000.journal"))
+    journal.start(journal.load(0))
+    for row in range(3):
+        journal.append(row, 512 * (row + 1), ShardStats(0), [{"key": f"k{row}"}])
+    journal.close()
+    progress = journal.load(spool_size=1536)
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(journal_module.json, "dumps", full)
+    with pytest.raises(OSError):
+        journal.start(progress)
+    monkeypatch.undo()
+    journal.close()
+    assert journal.load(spool_size=1536).rows == 3
