@@ -99,6 +99,8 @@ class MixedDataset(IterableDataset):
         if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
                                        or batch_size < 1):
             raise ValueError(f"mix: batch_size: {batch_size!r} is not an integer >= 1")
+        if collate_fn is not None and batch_size is None:
+            raise ValueError("mix: collate_fn: given without batch_size; set batch_size too, or drop collate_fn")
         self.datasets, self.weights, self.seed = list(datasets), weights, seed
         self.on_exhausted = "restart" if resampled else on_exhausted
         self.batch_size, self.collate_fn = batch_size, collate_fn or collate_samples
