@@ -49,3 +49,18 @@ def test_a_mix_state_loaded_and_saved_again_before_iterating_is_the_same_state(t
     again = make()
     again.load_state_dict(json.loads(json.dumps(fresh.state_dict())))
     assert head + keys(again) == head + rest
+
+
+def test_reshard_refuses_states_it_cannot_deal_with_a_message(tmp_path):
+    """Finding: a ``resampled=True`` or ``sv.mix`` state given to ``reshard_state`` failed with KeyError('segments')
+    instead of saying it cannot be resharded (as the fixed-length mode does)."""
+    import pytest
+
+    paths = tars(tmp_path)
+    for ds, reason in ((sv.VideoDataset(paths, resampled=True), "resampled=True"),
+                       (sv.mix([sv.VideoDataset(paths[:1]), sv.VideoDataset(paths[1:])]), "mix"),
+                       (sv.VideoDataset(paths, samples_per_rank=5, shuffle_buffer=2), "fixed-length")):
+        it = iter(ds)
+        next(it)
+        with pytest.raises(ValueError, match=f"reshard_state: .*{reason}"):
+            sv.reshard_state(ds.state_dict(), num_workers=2)
