@@ -65,11 +65,18 @@ class ShardJob:
             yield from outputs
 
     def run(self, k: int, store) -> ShardStats:
-        """Process shard ``k`` to completion into ``store`` (skipped when complete); its stats. The job must hold
-        only stages a shard can store (:meth:`Job.require_cacheable`)."""
-        from .cache.through import write_through
+        """Process shard ``k`` to completion into ``store`` (skipped when complete); its stats. A shard another
+        process is writing is waited for (published by it, or taken over if it died) rather than done uncached.
+        The job must hold only stages a shard can store (:meth:`Job.require_cacheable`); a disk error raises
+        ``CacheWriteError`` (the shard stays resumable) rather than streaming on as training does."""
+        from .cache.through import CacheWriteError, write_through
 
         self.job.require_cacheable("a shard job")
-        for _ in write_through(self, k, store):
+        with store.lease(k) as lease:
+            lease.acquire(exclusive=False, wait=True)   # returns once no other process is writing it
+        for _ in write_through(self, k, store, on_disk_error="raise"):
             pass
+        if not store.is_complete(k):
+            raise CacheWriteError(f"shard {k}: not published (its input could not be read to the end, or another "
+                                  "process took it meanwhile); run it again to resume it")
         return store.stats(k)

@@ -85,3 +85,67 @@ def test_rewriting_a_journal_that_fails_keeps_the_progress_it_held(tmp_path, mon
     monkeypatch.undo()
     journal.close()
     assert journal.load(spool_size=1536).rows == 3
+
+
+def test_the_unit_of_work_reports_a_full_disk_as_a_cache_write_error(tmp_path, monkeypatch):
+    """Finding: ``ShardJob.run`` (the unit of work the engines call) used training's disk-error policy: a full disk
+    streamed the shard uncached, published nothing, then failed reading the stats it expected (FileNotFoundError)
+    instead of naming the write error."""
+    from streamv2d.cache import CacheStore
+    from streamv2d.cache.through import CacheWriteError
+    from streamv2d.cache.writer import TarSpool
+    from streamv2d.job import Job
+    from streamv2d.shard import ShardJob
+
+    source = tar_of(tmp_path / "in.tar", [(f"k{i}.json", json.dumps({"i": i}).encode()) for i in range(3)])
+    shard_job = ShardJob(Job(source=[source]))
+    store = CacheStore.for_job(str(tmp_path / "out"), shard_job, flat=True)
+
+    def full(self, sample):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(TarSpool, "write", full)
+    with pytest.raises(CacheWriteError, match="No space left on device"):
+        shard_job.run(0, store)
+    monkeypatch.undo()
+    assert shard_job.run(0, store).count == 3 and store.is_complete(0)
+
+
+def test_the_unit_of_work_waits_for_another_writer_of_its_shard(tmp_path, monkeypatch):
+    """Finding: ``ShardJob.run`` on a shard another process was writing did the whole shard uncached (training's
+    behaviour), published nothing and failed reading the stats (FileNotFoundError), though running the unit of
+    work concurrently is promised to give the same shard."""
+    import threading
+
+    from streamv2d.cache import CacheStore
+    from streamv2d.cache.lease import ShardLease
+    from streamv2d.job import Job
+    from streamv2d.shard import ShardJob
+
+    source = tar_of(tmp_path / "in.tar", [(f"k{i}.json", json.dumps({"i": i}).encode()) for i in range(3)])
+    shard_job = ShardJob(Job(source=[source]))
+    store = CacheStore.for_job(str(tmp_path / "out"), shard_job, flat=True)
+    waiting, real = threading.Event(), ShardLease.acquire
+
+    def acquire(self, *, exclusive, wait):
+        if wait:
+            waiting.set()
+        return real(self, exclusive=exclusive, wait=wait)
+
+    monkeypatch.setattr(ShardLease, "acquire", acquire)
+    outcome = []
+    holder = store.lease(0)
+    assert holder.acquire(exclusive=True, wait=False)           # "another process" is writing shard 0
+    worker = threading.Thread(target=lambda: outcome.append(_run_or_error(shard_job, store)))
+    worker.start()
+    waiting.wait(30)
+    holder.release()                                              # it died before publishing: the lease goes
+    worker.join(60)
+    assert outcome == [3] and store.is_complete(0)
+
+
+def _run_or_error(shard_job, store):
+    try:
+        return shard_job.run(0, store).count
+    except Exception as exc:   # reported in the assertion
+        return repr(exc)
