@@ -58,3 +58,20 @@ def test_a_files_shard_whose_publication_was_killed_keeps_its_order(tmp_path, mo
     monkeypatch.setattr(through, "write_json", real)
     assert keys(make()) == ["zeta", "alpha"]                     # finishes the publication
     assert keys(make()) == ["zeta", "alpha"] and make().cache.complete_shards() == [0]
+
+
+@pytest.mark.parametrize("fmt", ["tar", "parquet", "files"])
+def test_the_epoch_that_writes_a_shard_names_it_as_later_reads_do(tmp_path, fmt):
+    """Finding: ``__url__`` was the source's in the writing epoch, the hidden spool's for rows replayed from a
+    journal, and the published shard's in later epochs: what is yielded while writing was not what a read returns."""
+    source = tar_of(tmp_path / "in.tar", [(f"k{i}.json", json.dumps({"i": i}).encode()) for i in range(4)])
+    make = lambda: sv.VideoDataset([source], cache_dir=str(tmp_path / "c"), cache_format=fmt)  # noqa: E731
+    ds = make()
+    it = iter(ds)
+    head = [next(it) for _ in range(2)]
+    it.close()                                                   # stopped mid-shard: rows 0-1 journaled
+    writing = list(make())                                       # replays rows 0-1 from the spool, writes 2-3
+    reading = list(make())
+    published = make().cache.paths(0).data
+    assert [s["__url__"] for s in head + writing] == [published] * 6
+    assert [s["__url__"] for s in reading] == [published] * 4

@@ -119,7 +119,8 @@ def _write_shard(shard_job, k: int, store: CacheStore, epoch: int, start_row: in
     if progress.rows > start_row:
         log.info("shard %d: resuming after %d rows", k, progress.rows)
         skip = sum(progress.outputs_per_row[:start_row])
-        yield from grouped(spool_samples(paths.spool, k, skip), progress.outputs_per_row[start_row:], start_row)
+        replayed = _published_at(paths.data, spool_samples(paths.spool, k, skip))
+        yield from grouped(replayed, progress.outputs_per_row[start_row:], start_row)
     rows = shard_job.rows(k, start_row=progress.rows, epoch=epoch, stats=stats, cached_part=True,
                           memo=store.memo.get)
     truncated = False
@@ -130,7 +131,7 @@ def _write_shard(shard_job, k: int, store: CacheStore, epoch: int, start_row: in
                 yield result.index, result.outputs
                 continue
             try:
-                stored = _append(spool, journal, result, stats)
+                stored = _append(spool, journal, result, stats, paths.data)
             except OSError as exc:
                 _disk_error(k, exc, on_disk_error)
                 spool.close()
@@ -170,7 +171,7 @@ def grouped(samples: Iterable[Sample], counts: Sequence[int], first_row: int) ->
         yield row, outputs
 
 
-def _append(spool: TarSpool, journal: ShardJournal, result, stats: ShardStats) -> List[Sample]:
+def _append(spool: TarSpool, journal: ShardJournal, result, stats: ShardStats, url: str) -> List[Sample]:
     """Spool one input row's outputs and journal it; the outputs as a later read of the shard returns them (the
     ones the spool holds: a failure record it cannot hold is in the metadata only, and not counted in the row)."""
     spooled = [_spooled(spool, sample) for sample in result.outputs]
@@ -180,7 +181,7 @@ def _append(spool: TarSpool, journal: ShardJournal, result, stats: ShardStats) -
     spool.flush()
     held = [sample for sample, written in spooled if written]
     journal.append(result.index, spool.offset, stats, [output_metadata(s) for s in final], len(held))
-    return [_as_read_back(s) for s in held]
+    return list(_published_at(url, map(_as_read_back, held)))
 
 
 def _spooled(spool: TarSpool, sample: Sample) -> Tuple[Sample, bool]:
@@ -194,6 +195,12 @@ def _spooled(spool: TarSpool, sample: Sample) -> Tuple[Sample, bool]:
         if not is_success(sample):
             return sample, False
         return _spooled(spool, mark_failed(sample, FAILED_TO_SUBSAMPLE, str(exc)))
+
+
+def _published_at(url: str, samples: Iterable[Sample]) -> Iterator[Sample]:
+    """``samples`` named as a read of the published shard at ``url`` names them (``__url__``)."""
+    for sample in samples:
+        yield {**sample, "__url__": url}
 
 
 def _as_read_back(sample: Sample) -> Sample:
