@@ -1,7 +1,6 @@
 """Review findings on resuming through the write-through cache: a shuffle buffer rebuilt from a cached shard, and a
 cached shard whose read breaks off part-way."""
 import json
-import os
 
 import streamv2d as sv
 from conftest import tar_of
