@@ -1,6 +1,7 @@
 """``VideoDataset``: the streaming ``IterableDataset`` that every other feature plugs into."""
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -50,9 +51,10 @@ class VideoDataset(IterableDataset):
             before the first stage whose output a shard cannot hold (``Frames``; a ``Clip`` right before it),
             which runs on what the cache returns: the samples are the same with and without a cache.
         cache_limit: bytes (or ``"2TB"``) the cache may hold; whole shards are evicted least recently used.
-        cache_format: ``"tar"`` (default), ``"parquet"`` or ``"files"``.
+        cache_format: ``"tar"`` (default), ``"parquet"`` or ``"files"``; only with ``cache_dir``.
         batch_size, collate_fn: batch inside each worker (use ``DataLoader(batch_size=None)``); saves the
-            per-sample IPC cost when samples are small tensors. Default collate stacks equal-shaped tensors.
+            per-sample IPC cost when samples are small tensors. Default collate stacks equal-shaped tensors;
+            ``collate_fn`` only with ``batch_size``.
         rank, world_size: override the distributed world (default: torch.distributed, then RANK/WORLD_SIZE).
         resampled: never end: after an epoch, the next one (its own shard order and draws) — for step-based
             training.
@@ -75,7 +77,7 @@ class VideoDataset(IterableDataset):
         yield_failures: bool = False,
         cache_dir: Optional[str] = None,
         cache_limit: Union[int, str, None] = None,
-        cache_format: str = "tar",
+        cache_format: Optional[str] = None,
         batch_size: Optional[int] = None,
         collate_fn: Optional[Collate] = None,
         rank: Optional[int] = None,
@@ -97,8 +99,11 @@ class VideoDataset(IterableDataset):
         self.batch_size = positive_int("batch_size", batch_size, allow_none=True)
         if collate_fn is not None and not callable(collate_fn):
             raise ValueError(f"collate_fn: {collate_fn!r} is not callable")
-        if cache_dir is None and cache_limit is not None:
-            raise ValueError("cache_limit: given without cache_dir; set cache_dir too, or drop cache_limit")
+        if collate_fn is not None and batch_size is None:
+            raise ValueError("collate_fn: given without batch_size; set batch_size too, or drop collate_fn")
+        for name, value in (("cache_limit", cache_limit), ("cache_format", cache_format)):
+            if cache_dir is None and value is not None:
+                raise ValueError(f"{name}: given without cache_dir; set cache_dir too, or drop {name}")
         parse_size(cache_limit)
         if (rank is None) != (world_size is None):
             raise ValueError(f"rank and world_size go together; got rank={rank!r}, world_size={world_size!r}")
@@ -106,7 +111,7 @@ class VideoDataset(IterableDataset):
             World(positive_int("rank", rank, minimum=0), positive_int("world_size", world_size))
         self.shard_job = ShardJob(self.job)
         self.source = self.shard_job.source
-        self.cache = (CacheStore.for_job(cache_dir, self.shard_job, fmt=cache_format, limit=cache_limit)
+        self.cache = (CacheStore.for_job(cache_dir, self.shard_job, fmt=cache_format or "tar", limit=cache_limit)
                       if cache_dir else None)
         self.shuffle_shards = bool(shuffle_shards)
         self.seed = seed
@@ -213,7 +218,10 @@ class VideoDataset(IterableDataset):
     def state_dict(self) -> Dict[str, Any]:
         """Where this process's iteration stands — after the last item it yielded — as a small JSON-able dict
         (the job's identity, the consumer, the epoch, positions and the shuffle buffer's positions). Before any
-        iteration: the start of the current epoch. ``StatefulDataLoader`` collects it from every worker."""
+        iteration: the start of the current epoch; after ``load_state_dict``, until ``iter``: the state loaded.
+        ``StatefulDataLoader`` collects it from every worker."""
+        if self._resume_from is not None:   # not resumed yet: that state is still where this dataset stands
+            return copy.deepcopy(self._resume_from)
         if self._current is None:
             world, epoch = self.world(), self.epoch
             loader = self.stream(world, epoch).get_state()

@@ -46,16 +46,15 @@ class ShardJob:
         row order: through ``store`` (the write-through cache: read back when complete, else written as it
         streams) then the stages after the cache boundary — or straight through the whole chain without a
         store. The same samples either way; rows before ``start_row`` are never fetched or decoded. ``stop_row``
-        (a piece of a shard, uncached only: the cache stores whole shards) ends the rows early."""
+        ends the rows early (a piece of a shard: read from the cache when complete, else streamed uncached, as the
+        cache stores whole shards)."""
         if store is None:
             for result in self.rows(k, start_row=start_row, stop_row=stop_row, epoch=epoch):
                 yield result.index, result.outputs
             return
-        if stop_row is not None:
-            raise ValueError("a cached shard is read or written whole: stop_row needs store=None")
         from .cache.through import write_through_rows
 
-        groups = write_through_rows(self, k, store, epoch=epoch, start_row=start_row)
+        groups = write_through_rows(self, k, store, epoch=epoch, start_row=start_row, stop_row=stop_row)
         if self.chain.after_cache:
             groups = self.processor.run_after(groups, self.chain.after_cache, epoch)
         yield from groups
@@ -66,11 +65,18 @@ class ShardJob:
             yield from outputs
 
     def run(self, k: int, store) -> ShardStats:
-        """Process shard ``k`` to completion into ``store`` (skipped when complete); its stats. The job must hold
-        only stages a shard can store (:meth:`Job.require_cacheable`)."""
-        from .cache.through import write_through
+        """Process shard ``k`` to completion into ``store`` (skipped when complete); its stats. A shard another
+        process is writing is waited for (published by it, or taken over if it died) rather than done uncached.
+        The job must hold only stages a shard can store (:meth:`Job.require_cacheable`); a disk error raises
+        ``CacheWriteError`` (the shard stays resumable) rather than streaming on as training does."""
+        from .cache.through import CacheWriteError, write_through
 
         self.job.require_cacheable("a shard job")
-        for _ in write_through(self, k, store):
+        with store.lease(k) as lease:
+            lease.acquire(exclusive=False, wait=True)   # returns once no other process is writing it
+        for _ in write_through(self, k, store, on_disk_error="raise"):
             pass
+        if not store.is_complete(k):
+            raise CacheWriteError(f"shard {k}: not published (its input could not be read to the end, or another "
+                                  "process took it meanwhile); run it again to resume it")
         return store.stats(k)

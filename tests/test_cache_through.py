@@ -65,7 +65,7 @@ def test_early_stop_publishes_nothing_and_resumes(tmp_path, url_rows, server):
     fetched_before = dict(server.requests)
     everything = run(processor, store)
     assert [s["__key__"] for s in everything] == [f"00000{i}" for i in range(6)]
-    assert everything[:2] == [dict(s, __url__=paths.spool) for s in head]   # replayed from the spool, as written
+    assert everything[:2] == head == [dict(s, __url__=paths.data) for s in head]   # replayed, as written
     for sample in head:                                     # the journaled rows were not fetched again
         path = sample["json"]["url"].split(server.base_url)[1]
         assert server.requests[path] == fetched_before[path] == 1

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..stats import ShardStats
+from .layout import temp_name
 
 log = logging.getLogger("streamv2d")
 
@@ -74,17 +75,30 @@ class ShardJournal:
         return progress
 
     def start(self, progress: Progress) -> None:
-        """Open for appending, rewritten to hold exactly ``progress`` (dropping any tail the spool lost)."""
+        """Open for appending, rewritten to hold exactly ``progress`` (dropping any tail the spool lost). The
+        rewrite replaces the old journal by rename, so a kill or a full disk meanwhile leaves the old one whole."""
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         self.close()
-        self._file = open(self.path, "w", encoding="utf-8")
-        if progress.rows:   # one line for all rows so far: ``counts`` says how many metadata rows each has
-            self._write({"row": progress.rows - 1, "offset": progress.offset, "stats": progress.stats.to_dict(),
-                         "meta": progress.metadata, "counts": progress.outputs_per_row})
+        tmp = temp_name(self.path)
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                if progress.rows:   # one line for all rows so far: ``counts`` says how many samples each has
+                    f.write(_line({"row": progress.rows - 1, "offset": progress.offset,
+                                   "stats": progress.stats.to_dict(), "meta": progress.metadata,
+                                   "counts": progress.outputs_per_row}))
+            os.replace(tmp, self.path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
+        self._file = open(self.path, "a", encoding="utf-8")
 
-    def append(self, row: int, offset: int, stats: ShardStats, meta: List[Dict[str, Any]]) -> None:
-        """Record input row ``row`` as done: the spool holds it below ``offset``."""
-        self._write({"row": row, "offset": offset, "stats": stats.to_dict(), "meta": meta})
+    def append(self, row: int, offset: int, stats: ShardStats, meta: List[Dict[str, Any]],
+               count: Optional[int] = None) -> None:
+        """Record input row ``row`` as done: the spool holds its ``count`` samples (default: one per metadata row)
+        below ``offset``; ``meta`` are its metadata rows (a failure record the spool cannot hold has one too)."""
+        count = len(meta) if count is None else count
+        self._write({"row": row, "offset": offset, "stats": stats.to_dict(), "meta": meta, "counts": [count]})
 
     def seal(self, stats: ShardStats) -> None:
         """The spool is complete: what is left is publication, which a resumed run can finish without refetching."""
@@ -92,7 +106,7 @@ class ShardJournal:
         os.fsync(self._file.fileno())
 
     def _write(self, entry: Dict[str, Any]) -> None:
-        self._file.write(json.dumps(entry, default=str, separators=(",", ":")) + "\n")
+        self._file.write(_line(entry))
         self._file.flush()
 
     def close(self) -> None:
@@ -107,6 +121,11 @@ class ShardJournal:
             os.remove(self.path)
         except FileNotFoundError:
             pass
+
+
+def _line(entry: Dict[str, Any]) -> str:
+    """One journal line: compact JSON and a newline."""
+    return json.dumps(entry, default=str, separators=(",", ":")) + "\n"
 
 
 _ENVS: Dict[str, Tuple[int, Any]] = {}

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import tempfile
-from typing import Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import pyarrow.parquet as pq
 
@@ -26,7 +27,21 @@ def read_output_shard(paths: ShardPaths, location: Optional[Location] = None, sk
         return spool_samples(paths.data, paths.shard_id, skip)
     if paths.fmt == "parquet":
         return _parquet_samples(paths.data, skip)
-    return itertools.islice(_files_samples(paths.data), skip, None)
+    return itertools.islice(_files_samples(paths.data, read_index(paths).get("keys")), skip, None)
+
+
+def read_index(paths: ShardPaths, location: Optional[Location] = None) -> Dict[str, Any]:
+    """The index of a published shard (``outputs_per_row``; ``keys`` in written order for the files format, whose
+    directory does not keep it), or {} when it has none."""
+    try:
+        if location is not None and not location.local:
+            index = location.read_json(paths.index)
+        else:
+            with open(paths.index) as f:
+                index = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return index if isinstance(index, dict) else {}
 
 
 def _stored_samples(paths: ShardPaths, location: Location, skip: int = 0) -> Iterator[Sample]:
@@ -41,7 +56,8 @@ def _stored_samples(paths: ShardPaths, location: Location, skip: int = 0) -> Ite
     else:
         with tempfile.TemporaryDirectory() as local:
             location.fs.get(paths.data.rstrip("/") + "/", local, recursive=True)
-            for sample in itertools.islice(_files_samples(local), skip, None):
+            keys = read_index(paths, location).get("keys")
+            for sample in itertools.islice(_files_samples(local, keys), skip, None):
                 yield {**sample, "__url__": url}
 
 
@@ -67,7 +83,8 @@ def _parquet_samples(path, skip: int = 0, url: Optional[str] = None) -> Iterator
             yield sample
 
 
-def _files_samples(directory: str) -> Iterator[Sample]:
+def _files_samples(directory: str, order: Optional[Sequence[str]] = None) -> Iterator[Sample]:
+    """The samples of a files directory, in ``order`` of keys (the written one) when known, else sorted by key."""
     groups: Dict[str, List[str]] = {}
     for root, _, names in os.walk(directory):
         for name in names:
@@ -75,7 +92,7 @@ def _files_samples(directory: str) -> Iterator[Sample]:
             key, ext = split_member(rel)
             if key is not None:
                 groups.setdefault(key, []).append(ext)
-    for key in sorted(groups):
+    for key in (k for k in order if k in groups) if order is not None else sorted(groups):
         sample: Sample = {"__key__": key, "__url__": directory}
         for ext in sorted(groups[key]):
             with open(os.path.join(directory, f"{key}.{ext}"), "rb") as f:

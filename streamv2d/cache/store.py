@@ -19,7 +19,7 @@ from .layout import ShardPaths, check_format, meta_dir
 from .lease import LEASE_SECONDS, ObjectLease, ShardLease
 from .location import Location, scratch_folder
 from .metadata import MetadataSchema
-from .readers import read_output_shard
+from .readers import read_index, read_output_shard
 
 log = logging.getLogger("streamv2d")
 
@@ -159,11 +159,8 @@ class CacheStore:
 
     def _outputs_per_row(self, shard_id: int) -> Optional[List[int]]:
         """How many samples each input row of a complete shard wrote (None: unknown, each sample a row)."""
-        try:
-            document = self.location.read_json(self.paths(shard_id).index)
-            return list(document["outputs_per_row"]) if document else None
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
+        counts = read_index(self.paths(shard_id), self.location).get("outputs_per_row")
+        return list(counts) if counts is not None else None
 
     def touch(self, shard_id: int) -> None:
         """Mark ``shard_id`` as used now, for least-recently-used eviction (local folders)."""

@@ -11,15 +11,16 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-from typing import Any, Dict, Generator, Iterable, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Generator, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from ..pipeline import RowGroup
 from ..sample import FAILED_TO_SUBSAMPLE, SUCCESS, Sample, is_success, mark_failed
 from ..sources.tar import decode_payload
 from ..stats import ShardStats
 from .journal import Progress, ShardJournal
+from .layout import ShardPaths
 from .store import CacheMiss, CacheStore
-from .writer import TarSpool, encode_sample, optional_size, publish_data, remove_stale_temps, spool_samples
+from .writer import TarSpool, encode_sample, optional_size, publish_data, remove_stale_temps, spool_keys, spool_samples
 
 log = logging.getLogger("streamv2d")
 
@@ -40,19 +41,24 @@ def write_through(shard_job, k: int, store: CacheStore, *, epoch: int = 0,
 
 
 def write_through_rows(shard_job, k: int, store: CacheStore, *, epoch: int = 0, start_row: int = 0,
-                       on_disk_error: str = "stream") -> Iterator[RowGroup]:
-    """Shard ``k``'s rows from ``start_row`` on, each with its samples after the stages before the cache
-    boundary: from the cache when complete (rows before ``start_row`` passed over unread), else processed and
-    written through. When another process is writing the shard, or the rows before ``start_row`` were never
-    written, it is streamed uncached instead. A disk error while writing streams the rest of the shard uncached
-    with one warning (``on_disk_error="stream"``, training) or raises :class:`CacheWriteError` (``"raise"``)."""
+                       stop_row: Optional[int] = None, on_disk_error: str = "stream") -> Iterator[RowGroup]:
+    """Shard ``k``'s rows ``[start_row, stop_row)`` (None: to its end), each with its samples after the stages before
+    the cache boundary: from the cache when complete (rows before ``start_row`` passed over unread), else processed
+    and written through. When another process is writing the shard, the rows before ``start_row`` were never
+    written, or only a piece of the shard is asked for (``stop_row``: the cache writes whole shards), it is streamed
+    uncached instead. A disk error while writing streams the rest of the shard uncached with one warning
+    (``on_disk_error="stream"``, training) or raises :class:`CacheWriteError` (``"raise"``)."""
     for _ in range(3):   # the shard may be published or evicted between two looks: look again
         if store.is_complete(k):
             try:
-                yield from store.read_rows(k, start_row)
+                for row, samples in _until(store.read_rows(k, start_row), start_row, stop_row):
+                    yield row, samples
+                    start_row = row + 1   # a second look goes on after what was delivered
                 return
             except CacheMiss:
                 pass
+        if stop_row is not None:
+            break
         with store.lease(k) as lease:
             if lease.acquire(exclusive=True, wait=False) and not store.is_complete(k):
                 finished_publication = yield from _write_shard(shard_job, k, store, epoch, start_row,
@@ -61,13 +67,19 @@ def write_through_rows(shard_job, k: int, store: CacheStore, *, epoch: int = 0, 
                     return
                 continue
         if not store.is_complete(k):
+            log.info("shard %d is being written by another process; streaming it without caching", k)
             break
-    log.info("shard %d is being written by another process; streaming it without caching", k)
-    yield from _uncached(shard_job, k, epoch, start_row)
+    yield from _uncached(shard_job, k, epoch, start_row, stop_row)
 
 
-def _uncached(shard_job, k: int, epoch: int, start_row: int) -> Iterator[RowGroup]:
-    for result in shard_job.rows(k, start_row=start_row, epoch=epoch, cached_part=True):
+def _until(groups: Iterator[RowGroup], start_row: int, stop_row: Optional[int]) -> Iterator[RowGroup]:
+    """The rows of ``groups`` (consecutive from ``start_row``) before ``stop_row``; all of them when it is None."""
+    return groups if stop_row is None else itertools.islice(groups, max(0, stop_row - start_row))
+
+
+def _uncached(shard_job, k: int, epoch: int, start_row: int, stop_row: Optional[int] = None) -> Iterator[RowGroup]:
+    """Rows ``[start_row, stop_row)`` of shard ``k`` through the stages before the cache boundary, nothing written."""
+    for result in shard_job.rows(k, start_row=start_row, stop_row=stop_row, epoch=epoch, cached_part=True):
         yield result.index, result.outputs
 
 
@@ -77,9 +89,17 @@ def _write_shard(shard_job, k: int, store: CacheStore, epoch: int, start_row: in
     finished the publication a killed run had sealed (nothing to yield: the caller reads the shard back)."""
     paths, journal = store.paths(k), store.journal(k)
     progress = journal.load(optional_size(paths.spool))
+    if progress.sealed and not (os.path.exists(paths.spool) or store.location.exists(paths.data)):
+        journal.remove()   # published, then evicted before a kill let its journal go: write the shard again
+        progress = Progress()
     if progress.sealed:
-        _publish(store, k, journal, progress)
-        return True
+        try:
+            _publish(store, k, journal, progress)
+            return True
+        except OSError as exc:
+            _disk_error(k, exc, on_disk_error)
+            yield from _uncached(shard_job, k, epoch, start_row)
+            return False
     if start_row > progress.rows:   # delivered rows were never written: do not fetch them again to cache them
         yield from _uncached(shard_job, k, epoch, start_row)
         return False
@@ -98,7 +118,8 @@ def _write_shard(shard_job, k: int, store: CacheStore, epoch: int, start_row: in
     if progress.rows > start_row:
         log.info("shard %d: resuming after %d rows", k, progress.rows)
         skip = sum(progress.outputs_per_row[:start_row])
-        yield from grouped(spool_samples(paths.spool, k, skip), progress.outputs_per_row[start_row:], start_row)
+        replayed = _published_at(paths.data, spool_samples(paths.spool, k, skip))
+        yield from grouped(replayed, progress.outputs_per_row[start_row:], start_row)
     rows = shard_job.rows(k, start_row=progress.rows, epoch=epoch, stats=stats, cached_part=True,
                           memo=store.memo.get)
     truncated = False
@@ -109,7 +130,7 @@ def _write_shard(shard_job, k: int, store: CacheStore, epoch: int, start_row: in
                 yield result.index, result.outputs
                 continue
             try:
-                stored = _append(spool, journal, result, stats)
+                stored = _append(spool, journal, result, stats, paths.data)
             except OSError as exc:
                 _disk_error(k, exc, on_disk_error)
                 spool.close()
@@ -149,27 +170,36 @@ def grouped(samples: Iterable[Sample], counts: Sequence[int], first_row: int) ->
         yield row, outputs
 
 
-def _append(spool: TarSpool, journal: ShardJournal, result, stats: ShardStats) -> List[Sample]:
-    """Spool one input row's outputs and journal it; the outputs as a later read of the shard returns them."""
-    stored = [_spooled(spool, sample) for sample in result.outputs]
-    if any(a is not b for a, b in zip(stored, result.outputs)):
-        stats.replace_row(result.record, result.outputs, stored)
+def _append(spool: TarSpool, journal: ShardJournal, result, stats: ShardStats, url: str) -> List[Sample]:
+    """Spool one input row's outputs and journal it; the outputs as a later read of the shard returns them (the
+    ones the spool holds: a failure record it cannot hold is in the metadata only, and not counted in the row)."""
+    spooled = [_spooled(spool, sample) for sample in result.outputs]
+    final = [sample for sample, _ in spooled]
+    if any(a is not b for a, b in zip(final, result.outputs)):
+        stats.replace_row(result.record, result.outputs, final)
     spool.flush()
-    journal.append(result.index, spool.offset, stats, [output_metadata(s) for s in stored])
-    return [_as_read_back(s) for s in stored]
+    held = [sample for sample, written in spooled if written]
+    journal.append(result.index, spool.offset, stats, [output_metadata(s) for s in final], len(held))
+    return list(_published_at(url, map(_as_read_back, held)))
 
 
-def _spooled(spool: TarSpool, sample: Sample) -> Sample:
-    """Append ``sample`` to the spool; a success that cannot be stored (a tensor payload, a key that cannot name
-    members) becomes a ``failed_to_subsample`` record instead of ending the shard; a failure record that cannot
-    be stored stays in the metadata parquet only."""
+def _spooled(spool: TarSpool, sample: Sample) -> Tuple[Sample, bool]:
+    """Append ``sample`` to the spool: the sample stored and whether the spool holds it. A success that cannot be
+    stored (a tensor payload, a key that cannot name members) becomes a ``failed_to_subsample`` record instead of
+    ending the shard; a failure record that cannot be stored stays in the metadata parquet only."""
     try:
         spool.write(sample)
-        return sample
+        return sample, True
     except (TypeError, ValueError) as exc:
         if not is_success(sample):
-            return sample
+            return sample, False
         return _spooled(spool, mark_failed(sample, FAILED_TO_SUBSAMPLE, str(exc)))
+
+
+def _published_at(url: str, samples: Iterable[Sample]) -> Iterator[Sample]:
+    """``samples`` named as a read of the published shard at ``url`` names them (``__url__``)."""
+    for sample in samples:
+        yield {**sample, "__url__": url}
 
 
 def _as_read_back(sample: Sample) -> Sample:
@@ -195,22 +225,31 @@ def _disk_error(k: int, exc: OSError, on_disk_error: str) -> None:
     log.warning("shard %d: cannot write the cache (%s); streaming the rest of it uncached", k, exc)
 
 
+def _write_index(paths: ShardPaths, progress: Progress, location) -> None:
+    """The shard's index: the samples of each input row, to enter it at a row; and, for the files format, whose
+    directory keeps no order, the keys in written order."""
+    index: Dict[str, Any] = {"outputs_per_row": progress.outputs_per_row}
+    if paths.fmt == "files":
+        index["keys"] = spool_keys(paths.spool)
+    location.write_json(paths.index, index)
+
+
 def _publish(store: CacheStore, k: int, journal: ShardJournal, progress: Progress) -> None:
-    """Data and metadata first, stats last (the completion marker), each staged locally then renamed into place
-    (local folder) or uploaded in one PUT (object store); then forget the journal. Idempotent: a run killed at
-    any point of it is finished by the next one without refetching anything (on the same node; another node
-    redoes the shard)."""
+    """The index, data and metadata first, stats last (the completion marker), each staged locally then renamed
+    into place (local folder) or uploaded in one PUT (object store); then forget the journal. Idempotent: a run
+    killed at any point of it is finished by the next one without refetching anything (on the same node;
+    another node redoes the shard)."""
     paths, location = store.paths(k), store.location
     remove_stale_temps(paths)            # a process killed mid-publish left these; we hold the shard's lease
     store.confirm_lease(k)
     if os.path.exists(paths.spool):
+        _write_index(paths, progress, location)   # before the data: publishing the data consumes the spool
         publish_data(paths.spool, paths, location)
     elif not location.exists(paths.data):
         raise CacheWriteError(f"shard {k}: sealed, but neither its spool nor its data is on disk")
     staged_meta = paths.staged(paths.meta)
     store.schema.write(staged_meta, progress.metadata)
     location.publish(staged_meta, paths.meta)
-    location.write_json(paths.index, {"outputs_per_row": progress.outputs_per_row})
     location.write_json(paths.stats, progress.stats.to_dict())
     journal.remove()
     store.enforce_limit()

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 from ..batching import batched
 from ..sample import Sample
 from ..sources import InputShard
-from ..sources.tar import TarSource
+from ..sources.tar import TarSource, split_member
 from .layout import ShardPaths, temp_name
 from .location import Location
 
@@ -137,6 +137,17 @@ def spool_samples(path: str, shard_id: int, skip: int = 0) -> Iterator[Sample]:
     if os.path.getsize(path) == 0:
         return iter(())
     return TarSource(path, allow_pickle=True).read(InputShard(shard_id, path), skip)
+
+
+def spool_keys(path: str) -> List[str]:
+    """The keys of a spool's samples in written order, from the member headers alone (payloads are not read)."""
+    keys: List[str] = []
+    with tarfile.open(path, "r:") as tar:
+        for member in tar:
+            key, _ = split_member(member.name)
+            if key is not None and (not keys or keys[-1] != key):
+                keys.append(key)
+    return keys
 
 
 def remove_stale_temps(paths: ShardPaths) -> None:

@@ -2,6 +2,7 @@
 resumable: the state holds each source's position and epoch and the number of draws made."""
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -98,6 +99,8 @@ class MixedDataset(IterableDataset):
         if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
                                        or batch_size < 1):
             raise ValueError(f"mix: batch_size: {batch_size!r} is not an integer >= 1")
+        if collate_fn is not None and batch_size is None:
+            raise ValueError("mix: collate_fn: given without batch_size; set batch_size too, or drop collate_fn")
         self.datasets, self.weights, self.seed = list(datasets), weights, seed
         self.on_exhausted = "restart" if resampled else on_exhausted
         self.batch_size, self.collate_fn = batch_size, collate_fn or collate_samples
@@ -144,6 +147,8 @@ class MixedDataset(IterableDataset):
 
     def state_dict(self) -> Dict[str, Any]:
         """Where this process's iteration of the mix stands (see ``VideoDataset.state_dict``)."""
+        if self._resume_from is not None:   # not resumed yet: that state is still where this mix stands
+            return copy.deepcopy(self._resume_from)
         if self._current is None:
             world, epoch = self.world(), self.epoch
             loader = self._stream(world, epoch, None).get_state()

@@ -3,10 +3,13 @@ right after the last item it yielded and whose ``reset(state)`` resumes exactly 
 JSON-serialisable: positions, counters and (for the shuffle buffer) the positions of what it holds."""
 from __future__ import annotations
 
+import logging
 import random
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from ..sample import Sample, is_success
+
+log = logging.getLogger("streamv2d")
 
 #: Where a sample comes from: (shard id, row in the shard, index among the row's outputs).
 Position = Tuple[int, int, int]
@@ -61,22 +64,26 @@ class ShardReader(Node):
     def close(self) -> None:
         self._it.close()
 
-    def sample_at(self, position: Position) -> Sample:
-        """The sample at ``position``, made again (its row fetched and processed once more)."""
+    def sample_at(self, position: Position) -> Optional[Sample]:
+        """The sample at ``position``, made again (its row fetched and processed once more); None when the row does
+        not make it this time (its fetch failed: fewer outputs, or a failure record that is not to be yielded)."""
         shard, row, index = position
         for found_row, outputs in self._row_groups(shard, row, row + 1):
-            if found_row == row and index < len(outputs):
+            if found_row == row and index < len(outputs) and (self._yield_failures or is_success(outputs[index])):
                 return outputs[index]
             break
-        raise LookupError(f"no sample {index} in row {row} of shard {shard} any more")
+        log.warning("shard %d row %d: output %d is not made again (the row failed this time); left out",
+                    shard, row, index)
+        return None
 
     def _run(self) -> Iterator[Sample]:
         while self._pending:
             position = self._pending[0]
             sample = self.sample_at(position)
             self._pending.pop(0)
-            self.last = position
-            yield sample
+            if sample is not None:
+                self.last = position
+                yield sample
         while self._segments:
             shard, start, skip, *stop = self._segments[0]
             for row, outputs in self._row_groups(shard, start, stop[0] if stop else None):
@@ -107,8 +114,8 @@ class Shuffler(Node):
             self.upstream.reset(state["upstream"])
         self._draws = int(state.get("draws", 0))
         self._exhausted = bool(state.get("exhausted", False))
-        positions = [tuple(p) for p in state.get("buffer", [])]
-        self._buffer: List[Tuple[Position, Sample]] = [(p, self.upstream.sample_at(p)) for p in positions]
+        rebuilt = ((tuple(p), self.upstream.sample_at(tuple(p))) for p in state.get("buffer", []))
+        self._buffer: List[Tuple[Position, Sample]] = [(p, s) for p, s in rebuilt if s is not None]
 
     def get_state(self) -> Dict[str, Any]:
         return {"upstream": self.upstream.get_state(), "buffer": [list(p) for p, _ in self._buffer],
@@ -161,7 +168,7 @@ class Batcher(Node):
 class FixedLength(Node):
     """Exactly ``target`` items for one consumer of the fixed-length (DDP) mode: passes over ``pools[level]``,
     the narrowest pool first, moving to the next pool when a whole pass yields no success (failure records
-    count when yielded). Raises when even the widest pool produces nothing, rather than spinning forever."""
+    count when yielded). Raises when even the widest pool yields nothing, rather than spinning forever."""
 
     def __init__(self, make_reader: Callable[[Sequence[Segment]], ShardReader], pools: Sequence[Sequence[int]],
                  target: int):
@@ -191,8 +198,13 @@ class FixedLength(Node):
     def close(self) -> None:
         self._reader.close()
 
-    def sample_at(self, position: Position) -> Sample:
-        return self._reader.sample_at(position)
+    def sample_at(self, position: Position) -> Optional[Sample]:
+        """A sample counted as produced, made again for a buffer downstream; one that is not made again is
+        produced once more, so the epoch keeps its length."""
+        sample = self._reader.sample_at(position)
+        if sample is None:
+            self._produced -= 1
+        return sample
 
     def __next__(self) -> Sample:
         if self._produced >= self._target or not self._pools:
@@ -209,7 +221,8 @@ class FixedLength(Node):
                 self._succeeded = False
                 self._reader = self._make_reader(self._pass())
                 continue
-            self._succeeded = self._succeeded or is_success(sample)
+            widest = self._level == len(self._pools) - 1   # nothing wider to try: a yielded failure record counts
+            self._succeeded = self._succeeded or is_success(sample) or widest
             self._produced += 1
             return sample
         raise RuntimeError("fixed-length mode: no shard produced a sample")

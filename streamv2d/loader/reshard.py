@@ -69,11 +69,20 @@ def _consumer_states(state: State) -> List[State]:
     return [state["dataset_state"]] if state.get("dataset_state") else []
 
 
+#: Loader states whose counts are per consumer, so they cannot be dealt to others: how to tell them, and why.
+UNRESHARDABLE = (("produced", "the fixed-length (samples_per_rank) mode cannot be resharded"),
+                 ("stages", "a resampled=True state cannot be resharded: each consumer counts its own epochs"),
+                 ("sources", "a mix (sv.mix) state cannot be resharded: its draws are per consumer"))
+
+
 def _reader(loader: State) -> State:
-    """The shard reader's part of a stages' state (under a shuffle buffer's ``upstream``)."""
-    if "produced" in loader:
-        raise ValueError("reshard_state: the fixed-length (samples_per_rank) mode cannot be resharded")
-    return loader["upstream"] if "upstream" in loader else loader
+    """The shard reader's part of a stages' state (under a shuffle buffer's ``upstream``); ValueError for the
+    stages whose state cannot be dealt to other consumers."""
+    reader = loader["upstream"] if "upstream" in loader else loader
+    for marker, reason in UNRESHARDABLE:
+        if marker in loader or marker in reader:
+            raise ValueError(f"reshard_state: {reason}")
+    return reader
 
 
 def _remaining(consumers: List[State]) -> "tuple[List[Segment], List[Position], bool]":
