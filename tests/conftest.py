@@ -75,3 +75,9 @@ def tar_of(path, members) -> str:
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     return str(path)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """The engine tests (Ray, Spark, Slurm) run last: their runtimes leave threads (gRPC, a JVM gateway) that a
+    later DataLoader's forked workers can inherit mid-lock and hang on."""
+    items.sort(key=lambda item: item.fspath.basename == "test_engines.py")
