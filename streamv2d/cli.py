@@ -1,4 +1,4 @@
-"""The ``streamv2d`` command line: ``demo``, ``materialize``, ``stats``."""
+"""The ``streamv2d`` command line: ``demo``, ``materialize``, ``stats``, ``video2dataset``."""
 from __future__ import annotations
 
 import argparse
@@ -111,10 +111,17 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("folder", help="output folder (local path or fsspec URL)")
     stats.add_argument("--top", type=_positive, default=10, help="how many distinct errors to list")
     stats.set_defaults(run=_stats)
+    commands.add_parser("video2dataset", help="video2dataset's command line: --url_list=… --output_folder=… "
+                                              "(streamv2d video2dataset --help)")
     return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["video2dataset"]:   # video2dataset's own command line (python-fire style), see streamv2d.v2d
+        from .v2d.cli import main as video2dataset_main
+
+        return video2dataset_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):

@@ -28,7 +28,8 @@ class Job:
     """What to process and how: ``source`` (a table, tar shards or a :class:`~streamv2d.sources.Source`),
     ``table`` (:class:`TableOptions`, or a dict of its fields), ``fetch`` (:class:`FetchConfig` or a dict),
     ``subsamplers`` (in order), ``output_format`` of written shards (``tar``, ``parquet``, ``files``) and the
-    ``processes`` a local ``materialize`` runs. ``notes`` are the video2dataset keys a config gave that mean
+    ``processes`` a local ``materialize`` runs; ``distribution_args`` (video2dataset's ``distributor_args``) are
+    the engine's settings. ``notes`` are the video2dataset keys a config gave that mean
     nothing here, with the reason (printed by the CLI)."""
 
     source: Any = None
@@ -38,6 +39,7 @@ class Job:
     output_format: str = "tar"
     processes: int = 1
     notes: List[str] = field(default_factory=list)
+    distribution_args: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if isinstance(self.table, Mapping):

@@ -11,8 +11,9 @@ import uuid
 from dataclasses import dataclass
 from typing import List, Tuple
 
-#: Output formats: WebDataset tar, parquet with media as binary columns, a directory of files per shard.
-FORMATS = ("tar", "parquet", "files")
+#: Output formats: WebDataset tar, parquet with media as binary columns, a directory of files per shard, and
+#: video2dataset's tfrecord and dummy (no samples kept), see :mod:`.formats`.
+FORMATS = ("tar", "parquet", "files", "tfrecord", "dummy")
 #: video2dataset's names for our formats.
 FORMAT_ALIASES = {"webdataset": "tar"}
 
@@ -57,7 +58,9 @@ class ShardPaths:
 
     @property
     def data(self) -> str:
-        return self._path({"tar": ".tar", "parquet": "_samples.parquet", "files": ""}[self.fmt])
+        if self.fmt == "dummy":   # no data file: a marker out of readers' way
+            return os.path.join(meta_dir(self.root), "dummy", self.name)
+        return self._path({"tar": ".tar", "parquet": "_samples.parquet", "files": "", "tfrecord": ".tfrecord"}[self.fmt])
 
     @property
     def stats(self) -> str:

@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 
 from ..sample import Sample
 from ..sources.tar import decode_payload, split_member
+from .formats import tfrecord_samples
 from .layout import ShardPaths
 from .writer import spool_samples
 
@@ -20,6 +21,10 @@ def read_output_shard(paths: ShardPaths, skip: int = 0) -> Iterator[Sample]:
         return spool_samples(paths.data, paths.shard_id, skip)
     if paths.fmt == "parquet":
         return _parquet_samples(paths.data, skip)
+    if paths.fmt == "tfrecord":
+        return itertools.islice(tfrecord_samples(paths.data), skip, None)
+    if paths.fmt == "dummy":
+        raise ValueError("output format 'dummy' keeps no samples to read back; use tar, parquet, files or tfrecord")
     return itertools.islice(_files_samples(paths.data), skip, None)
 
 

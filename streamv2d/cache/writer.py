@@ -16,6 +16,7 @@ from ..batching import batched
 from ..sample import Sample
 from ..sources import InputShard
 from ..sources.tar import TarSource
+from .formats import WRITERS
 from .layout import ShardPaths, temp_name
 
 _BLOCK = tarfile.BLOCKSIZE
@@ -153,6 +154,8 @@ def publish_data(spool: str, paths: ShardPaths) -> None:
         return
     if paths.fmt == "parquet":
         _spool_to_parquet(spool, paths.shard_id, tmp)
+    elif paths.fmt in WRITERS:
+        WRITERS[paths.fmt](spool_samples(spool, paths.shard_id), tmp)
     else:
         _spool_to_files(spool, paths.shard_id, tmp)
     if os.path.isdir(paths.data):        # a leftover of a crash between two renames of an earlier attempt

@@ -417,4 +417,9 @@ def _parse_clips(value) -> Optional[list]:
         return None
     if isinstance(value, str):
         value = json.loads(value) if value.strip() else []
-    return [[float(s), float(e)] for s, e in value]
+    return [[_clip_time(s), _clip_time(e)] for s, e in value]
+
+
+def _clip_time(value) -> Any:
+    """Seconds as a float, or an ``HH:MM:SS.fff`` string kept for Clip to read (video2dataset's clip format)."""
+    return value if isinstance(value, str) and ":" in value else float(value)
