@@ -209,3 +209,19 @@ def small_video() -> bytes:
 
 def test_context_is_optional():
     assert from_video2dataset({}, [], V2DContext()) == []
+
+
+def test_video_metadata_is_ffprobe_json(small_video):
+    """video_metadata was streamv2d's own summary; video2dataset's readers expect ffprobe's JSON."""
+    from streamv2d.subsamplers import FPS, Probe, compile_chain
+
+    for chain in ([Probe(keyframes=True)], compile_chain([Probe(keyframes=True), FPS(5)])):
+        [out] = run_chain({"__key__": "k", "mp4": small_video, "json": {"url": "http://h/v.mp4"}}, chain)
+        meta = out["json"]["video_metadata"]
+        video = meta["streams"][0]
+        assert (video["codec_type"], video["width"], video["r_frame_rate"], video["time_base"]) == \
+            ("video", 64, "10/1", video["time_base"]) and "/" in video["time_base"]
+        assert video["duration"] == "4.000000" and video["nb_frames"] == "40" and video["pix_fmt"] == "yuv420p"
+        assert meta["format"]["filename"] == "http://h/v.mp4" and meta["format"]["size"] == str(len(small_video))
+        assert meta["format"]["tags"]["major_brand"] and meta["keyframe_timestamps"][0] == 0.0
+        assert out["json"]["video_summary"]["frame_count"] == 40 and out["json"]["video_summary"]["fps"] == 10.0

@@ -23,7 +23,8 @@ from ..decode.media import (MediaError, decode_packet, duration_seconds, keyfram
 from ..sample import Sample
 from .audio import PREROLL, AudioEncoder, SpanTrim, layout_for
 from .base import Subsampler
-from .probe import Probe, media_bytes, probe_container, set_pixel_format
+from .probe import (Probe, ffprobe_json, media_bytes, probe_container, probe_filename, publish_probe,
+                    set_pixel_format)
 
 Span = List[float]
 #: audio encoder and rate for containers that cannot take AAC
@@ -384,17 +385,26 @@ class Transcode(Subsampler):
             meta = None
             if self.probe is not None:
                 meta = probe_container(container, len(data), self.probe.keyframes)
-                sample.setdefault("json", {})["video_metadata"] = meta
             if self.clip is None or not self.clip.has_source(sample):
+                encoded = self._encode(container, None, meta)
+                self._publish_probe(sample, meta, container, len(data), ext)
                 sample.pop(ext)
-                sample[self.encode.container] = self._encode(container, None, meta)
+                sample[self.encode.container] = encoded
                 return sample
             spans = self.clip.spans_in(sample, container)
             if self.remux:
                 outputs, out_ext = [_remux_span(container, span) for span in spans], ext
             else:
                 outputs, out_ext = [self._encode(container, span, meta) for span in spans], self.encode.container
+            self._publish_probe(sample, meta, container, len(data), ext)
         return clip_samples(sample, ext, spans, [{out_ext: o} for o in outputs])
+
+    @staticmethod
+    def _publish_probe(sample: Sample, meta: Optional[Dict[str, Any]], container, size: int, ext: str) -> None:
+        """A fused Probe's output, read once the pass has decoded (the decoder then knows the pixel format and
+        aspect ratio a separate Probe reads by decoding a frame)."""
+        if meta is not None:
+            publish_probe(sample, meta, ffprobe_json(container, size, probe_filename(sample, ext)))
 
     def _encode(self, container, span: Optional[Span], meta: Optional[Dict[str, Any]] = None) -> bytes:
         """One output video; a fused Probe's ``meta`` gets the pixel format the first decoded frame tells."""
