@@ -56,7 +56,7 @@ class Transcribe(ModelStage):
         windows = [audio[i:i + step] for i in range(0, max(len(audio), 1), step)] or [audio]
         return {"windows": windows, "rate": rate}
 
-    def forward(self, bundle: Dict[str, Any], inputs: List[Dict[str, Any]]) -> List[List[str]]:
+    def forward(self, bundle: Dict[str, Any], inputs: List[Dict[str, Any]]) -> List[List[Dict[str, Any]]]:
         import torch
 
         windows = [w if len(w) else np.zeros(1, np.float32) for item in inputs for w in item["windows"]]
@@ -70,7 +70,12 @@ class Transcribe(ModelStage):
         texts = [t.strip() for t in bundle["tokenizer"].batch_decode(generated, skip_special_tokens=True)]
         outputs, start = [], 0
         for item in inputs:
-            outputs.append(texts[start:start + len(item["windows"])])
+            segments, offset = [], 0.0
+            for window, text in zip(item["windows"], texts[start:start + len(item["windows"])]):
+                end = offset + len(window) / item["rate"]
+                segments.append({"start": round(offset, 3), "end": round(end, 3), "text": text})
+                offset = end
+            outputs.append(segments)
             start += len(item["windows"])
         return outputs
 
@@ -85,9 +90,7 @@ class Transcribe(ModelStage):
             group.append(item)
         return outputs + (self.forward(self.bundle(), group) if group else [])
 
-    def finish(self, sample: Sample, output: List[str]) -> Sample:
-        segments = [{"start": i * self.chunk, "end": (i + 1) * self.chunk, "text": text}
-                    for i, text in enumerate(output)]
+    def finish(self, sample: Sample, segments: List[Dict[str, Any]]) -> Sample:
         text = " ".join(s["text"] for s in segments if s["text"])
         sample.setdefault("json", {})["whisper_transcript"] = {"text": text, "segments": segments,
                                                                "language": self.language}
