@@ -273,3 +273,22 @@ def test_captions_are_subtitles_clip_and_caption(tmp_path):
     assert [o["txt"] for o in out] == ["one", "two"]
     assert out[1]["json"]["clip_subtitles"] == [{"start": "00:00:01.000", "end": "00:00:02.000",
                                                  "lines": {"en": ["two"], "fr": ["deux"]}}]
+
+
+def test_parquet_output_is_one_file_of_metadata_and_media(tmp_path, webvid):
+    """It was {id}_samples.parquet beside a metadata {id}.parquet; video2dataset writes one {id}.parquet."""
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "pq"
+    run(webvid, out, output_format="parquet", save_additional_columns=["videoid"])
+    assert sorted(os.listdir(out)) == [".streamv2d", "00000.parquet", "00000_stats.json"]
+    table = pq.read_table(out / "00000.parquet")
+    assert {"key", "url", "caption", "status", "error_message", "videoid", "txt", "mp4"} <= set(table.column_names)
+    rows = table.to_pylist()
+    assert rows[0]["videoid"] == 1000 and rows[0]["mp4"][4:8] == b"ftyp" and rows[0]["txt"] == "caption 0"
+    from streamv2d.cache.layout import ShardPaths
+    from streamv2d.cache.readers import read_output_shard
+
+    back = list(read_output_shard(ShardPaths(str(out), 0, "parquet")))   # and the cache reads it back
+    assert [s["__key__"] for s in back] == [r["key"] for r in rows] and back[0]["mp4"] == rows[0]["mp4"]
+    assert back[0]["json"]["videoid"] == 1000

@@ -40,7 +40,8 @@ def meta_dir(root: str) -> str:
 
 @dataclass(frozen=True)
 class ShardPaths:
-    """File names of output shard ``shard_id``: ``{id}.tar`` (or ``{id}_samples.parquet``, ``{id}/``),
+    """File names of output shard ``shard_id``: ``{id}.tar`` (or ``{id}.parquet`` with the metadata, ``{id}/``,
+    ``{id}.tfrecord``),
     ``{id}_stats.json`` (written last: its presence means complete) and ``{id}.parquet`` (metadata); its spool,
     journal and lock under the hidden folder."""
 
@@ -60,7 +61,7 @@ class ShardPaths:
     def data(self) -> str:
         if self.fmt == "dummy":   # no data file: a marker out of readers' way
             return os.path.join(meta_dir(self.root), "dummy", self.name)
-        return self._path({"tar": ".tar", "parquet": "_samples.parquet", "files": "", "tfrecord": ".tfrecord"}[self.fmt])
+        return self._path({"tar": ".tar", "parquet": ".parquet", "files": "", "tfrecord": ".tfrecord"}[self.fmt])
 
     @property
     def stats(self) -> str:
@@ -68,6 +69,10 @@ class ShardPaths:
 
     @property
     def meta(self) -> str:
+        """The metadata parquet; with format ``parquet`` it is folded into the data file (video2dataset's
+        layout: one ``{id}.parquet`` of metadata and media), so it waits in the hidden folder."""
+        if self.fmt == "parquet":
+            return os.path.join(meta_dir(self.root), "meta", self.name + ".parquet")
         return self._path(".parquet")
 
     @property

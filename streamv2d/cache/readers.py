@@ -5,6 +5,7 @@ import itertools
 import os
 from typing import Dict, Iterator, List
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..sample import Sample
@@ -40,12 +41,13 @@ def _parquet_samples(path: str, skip: int = 0) -> Iterator[Sample]:
             skip -= batch.num_rows
             continue
         batch, skip = batch.slice(skip), 0
-        columns = batch.to_pydict()
+        payloads = [f.name for f in batch.schema if pa.types.is_binary(f.type) or f.name in ("txt", "json")]
+        columns = batch.select(["__key__"] + payloads).to_pydict()   # the rest: metadata columns, also in json
         for i, key in enumerate(columns["__key__"]):
             sample: Sample = {"__key__": key, "__url__": path}
-            for ext, values in columns.items():
-                value = values[i]
-                if ext != "__key__" and value is not None:
+            for ext in payloads:
+                value = columns[ext][i]
+                if value is not None:
                     sample[ext] = decode_payload(ext, value.encode("utf-8") if isinstance(value, str) else value)
             yield sample
 

@@ -153,7 +153,7 @@ def publish_data(spool: str, paths: ShardPaths) -> None:
         os.replace(spool, paths.data)
         return
     if paths.fmt == "parquet":
-        _spool_to_parquet(spool, paths.shard_id, tmp)
+        _spool_to_parquet(spool, paths.shard_id, tmp, paths.meta)
     elif paths.fmt in WRITERS:
         WRITERS[paths.fmt](spool_samples(spool, paths.shard_id), tmp)
     else:
@@ -164,17 +164,25 @@ def publish_data(spool: str, paths: ShardPaths) -> None:
     os.remove(spool)
 
 
-def _spool_to_parquet(spool: str, shard_id: int, target: str) -> None:
+def _spool_to_parquet(spool: str, shard_id: int, target: str, metadata: str) -> None:
+    """video2dataset's parquet layout: one row per sample, the metadata columns (from the ``metadata`` parquet,
+    one row per written sample in the same order) then ``__key__``, ``txt``, each media member as a binary
+    column named by its extension, and ``json`` (the whole metadata as JSON text, read back exactly)."""
     with tarfile.open(spool, "r:") as tar:   # headers only: the column set
-        exts = sorted({m.name.split(".", 1)[1] for m in tar if "." in m.name})
-    schema = pa.schema([("__key__", pa.string())]
-                       + [(e, pa.string() if e in ("json", "txt") else pa.binary()) for e in exts])
+        exts = sorted({m.name.split(".", 1)[1] for m in tar if "." in m.name} - {"json"})
+    meta = pq.read_table(metadata) if os.path.exists(metadata) else None
+    meta_fields = [f for f in meta.schema if f.name not in exts + ["__key__", "json"]] if meta is not None else []
+    schema = pa.schema(meta_fields + [("__key__", pa.string())]
+                       + [(e, pa.string() if e == "txt" else pa.binary()) for e in exts] + [("json", pa.string())])
+    start = 0
     with pq.ParquetWriter(target, schema) as out:
         for batch in batched(spool_samples(spool, shard_id), PARQUET_BATCH, collate=list):
-            columns = {"__key__": [s["__key__"] for s in batch]}
-            for ext in exts:
+            columns = {f.name: meta.column(f.name).slice(start, len(batch)) for f in meta_fields}
+            columns["__key__"] = [s["__key__"] for s in batch]
+            for ext in exts + ["json"]:
                 columns[ext] = [_parquet_cell(ext, s.get(ext)) for s in batch]
             out.write_table(pa.table(columns, schema=schema))
+            start += len(batch)
 
 
 def _parquet_cell(ext: str, value: Any) -> Any:
