@@ -11,6 +11,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 import yaml
 
 from ..config import job_from_dict
+from ..fetch import merged
 from ..job import Job
 from ..materialize import MaterializeResult, materialize
 
@@ -118,7 +119,9 @@ def build_job(url_list: str, *, output_format: str = "files", input_format: str 
     stages = list(job.subsamplers) + _modality_stages(encode_formats, stage, job.subsamplers)
     if kept is not None:
         stages.append(KeepOnly(tuple(kept) + _stage_members(stages)))
-    return job.replace(table=table, subsamplers=stages, output_format=OUTPUT_FORMATS[output_format])
+    # video2dataset reads local paths in its tables (Kinetics, MSR-VTT): its tables are the user's own
+    fetch = merged(job.fetch, allow_local_files=True)
+    return job.replace(table=table, subsamplers=stages, output_format=OUTPUT_FORMATS[output_format], fetch=fetch)
 
 
 def _modality_stages(encode_formats: Mapping[str, str], stage: str, stages: Sequence[Any]) -> List[Any]:
