@@ -5,6 +5,7 @@ import ast
 import contextlib
 import os
 import shutil
+import sys
 import tempfile
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
@@ -198,6 +199,8 @@ def video2dataset(url_list: str, output_folder: str = "dataset", output_format: 
     job = build_job(url_list, output_format=output_format, input_format=input_format, encode_formats=encode_formats,
                     stage=stage, url_col=url_col, caption_col=caption_col, clip_col=clip_col,
                     save_additional_columns=save_additional_columns, config=config)
+    for line in job.notes:
+        print(f"config: ignored {line}", file=sys.stderr)
     if incremental_mode == "overwrite" and os.path.isdir(output_folder):
         shutil.rmtree(output_folder)
     run = _wandb_run(enable_wandb, wandb_project, arguments)
