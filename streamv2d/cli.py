@@ -94,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     mat.add_argument("--config", help="YAML job file (ours, or a video2dataset config)")
     mat.add_argument("--processes", type=_positive, default=None, help="worker processes (default: config or 1)")
     mat.add_argument("--threads", type=_positive, help="concurrent fetches per process (default: config or 8)")
-    mat.add_argument("--format", choices=["tar", "webdataset", "parquet", "files"], help="output format (default tar)")
+    mat.add_argument("--format", choices=["tar", "webdataset", "parquet", "files", "tfrecord", "dummy"],
+                     help="output format (default tar)")
     mat.add_argument("--url-col", dest="url_col", help="column holding the URL (default url)")
     mat.add_argument("--caption-col", dest="caption_col", help="column holding the caption")
     mat.add_argument("--clip-col", dest="clip_col", help="column holding [[start, end], ...] spans in seconds")

@@ -64,7 +64,7 @@ def job_from_dict(doc: Mapping[str, Any], source: Any = None, *, clip_col: Optio
     context = _translate_v2d(reading, storage, distribution, notes)
     context.clip_col = clip_col or reading.get("clip_col")
     context.encode_formats = dict(encode_formats or {})
-    leading = context_stages(context, reading.pop("yt_metadata", None), notes)
+    leading = metadata_stages(reading.pop("yt_metadata", None))
     fetch = dict(reading.pop("fetch", None) or {})
     if "timeout" in reading:
         fetch.setdefault("read_timeout", reading.pop("timeout"))
@@ -103,7 +103,7 @@ def _v2d_subsamplers(spec: Mapping[str, Any], notes: List[str], context: Any) ->
     return from_video2dataset(spec, notes, context)
 
 
-def context_stages(context: Any, yt_metadata: Optional[Mapping[str, Any]], notes: List[str]) -> List[Any]:
+def metadata_stages(yt_metadata: Optional[Mapping[str, Any]]) -> List[Any]:
     """The stages video2dataset runs while downloading, before any subsampler: the platform metadata and
     subtitles of ``yt_metadata_args`` (``json["yt_meta_dict"]``)."""
     if not yt_metadata:

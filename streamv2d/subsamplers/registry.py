@@ -135,7 +135,7 @@ def _clip(args, context, notes):
     return [{"clip": {**options, "no_clips": "pass"}}]
 
 
-def _encode_format(class_name: str, args: Dict[str, Any], context: V2DContext) -> List[ConfigItem]:
+def _encode_format(args: Dict[str, Any], context: V2DContext) -> List[ConfigItem]:
     """An ``encode`` item for a video stage's ``encode_format`` (or the run's video format) other than mp4."""
     container = args.pop("encode_format", None) or context.encode_formats.get("video", "mp4")
     return [] if container == "mp4" else [{"encode": {"container": container}}]
@@ -143,7 +143,7 @@ def _encode_format(class_name: str, args: Dict[str, Any], context: V2DContext) -
 
 def _resolution(args, context, notes):
     args = dict(args)
-    encode = _encode_format("ResolutionSubsampler", args, context)
+    encode = _encode_format(args, context)
     options = _renamed("ResolutionSubsampler", args, {"video_size": "size", "resize_mode": "mode",
                                                       "width": "width", "height": "height"}, notes)
     return [{"resolution": options}] + encode
@@ -151,13 +151,15 @@ def _resolution(args, context, notes):
 
 def _frames(args, context, notes):
     args = dict(args)
-    encode = _encode_format("FrameSubsampler", args, context)
+    encode = _encode_format(args, context)
     method = args.pop("downsample_method", "fps")
     options = _renamed("FrameSubsampler", args, {"frame_rate": "rate"}, notes)
     if method == "fps":
         return [{"fps": options}] + encode
-    if method == "keyframe" or "frame" in method and method != "yt_subtitle":
-        return [{"still": {"method": "keyframe" if method == "keyframe" else "first_frame"}}]
+    if method == "keyframe":
+        return [{"still": {"method": "keyframe"}}]
+    if "frame" in method:   # video2dataset: any other "…frame…" method keeps the first frame
+        return [{"still": {"method": "first_frame"}}]
     raise ValueError(f"subsampling.FrameSubsampler.args.downsample_method: {method!r} cannot run here (known: fps, "
                      "first_frame, keyframe)")
 

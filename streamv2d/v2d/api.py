@@ -15,6 +15,7 @@ from ..config import job_from_dict
 from ..fetch import merged
 from ..job import Job
 from ..materialize import MaterializeResult, materialize
+from ..subsamplers import Subsampler
 
 #: video2dataset's packaged config names (``config="default"``)
 PACKAGED_CONFIGS = ("default", "downsample_ml", "optical_flow", "caption")
@@ -142,17 +143,12 @@ def _stage_members(stages: Sequence[Any]) -> tuple:
     return tuple(getattr(s, "member") for s in stages if hasattr(s, "member"))
 
 
-class KeepOnly:
+class KeepOnly(Subsampler):
     """Drops every member but json and ``members``: video2dataset's optical_flow, caption and whisper stages
     write metadata shards, without the media."""
 
-    metadata_fields: Dict[str, str] = {}
-
     def __init__(self, members: Sequence[str]) -> None:
         self.members = tuple(members)
-
-    def config(self) -> Dict[str, Any]:
-        return {"members": list(self.members)}
 
     def __call__(self, sample: Dict[str, Any]) -> Dict[str, Any]:
         return {k: v for k, v in sample.items() if k.startswith("__") or k == "json" or k in self.members}
@@ -178,8 +174,7 @@ def _wandb_run(enabled: bool, project: str, arguments: Mapping[str, Any]):
         import wandb
     except ImportError:
         raise ValueError("enable_wandb: wandb is not installed: pip install 'streamv2d[wandb]'") from None
-    return wandb.init(project=project, config={k: v for k, v in arguments.items() if k != "config"}
-                      | {"config": str(arguments.get("config"))})
+    return wandb.init(project=project, config={**arguments, "config": str(arguments["config"])})
 
 
 def video2dataset(url_list: str, output_folder: str = "dataset", output_format: str = "files",

@@ -18,7 +18,6 @@ class Caption(ModelStage):
     ``generate`` call."""
 
     extra = "caption"
-    DEFAULT_PROMPT = None
 
     def __init__(self, model: str, prompt: Optional[str] = None, num_frames: int = 1, size: Optional[int] = 224,
                  max_new_tokens: int = 30, num_beams: int = 1, field: str = "generated_caption",
