@@ -153,7 +153,7 @@ def test_clip_times_as_strings_from_a_table(tmp_path, server, corpus_names):
                         table, clip_col="clips").replace(table={"clip_col": "clips"})
     [(_, outputs)] = list(ShardJob(job).row_groups(0))
     assert [o["json"]["status"] for o in outputs] == ["success"]
-    assert outputs[0]["json"]["clips"] == [[0.0, 1.0]]
+    assert outputs[0]["json"]["clips"] == [["00:00:00.000", "00:00:01.000"]]   # kept as text, as video2dataset
 
 
 def test_clip_without_a_source_passes_the_video(small_video):

@@ -286,6 +286,12 @@ def _seconds(t: Union[str, float]) -> float:
     return float(t)
 
 
+def _time_text(seconds: float) -> str:
+    """Seconds as ``HH:MM:SS.fff`` (milliseconds rounded)."""
+    millis = int(round(seconds * 1000))
+    return f"{millis // 3_600_000:02d}:{millis // 60_000 % 60:02d}:{millis // 1000 % 60:02d}.{millis % 1000:03d}"
+
+
 def _span_list(clips: Sequence) -> List[Sequence]:
     return [clips] if not isinstance(clips[0], (list, tuple)) else list(clips)
 
@@ -624,14 +630,18 @@ def clip_samples(sample: Sample, ext: str, spans: Sequence[Span], media: Sequenc
                  shared: bool = False) -> List[Sample]:
     """One sample per span keyed ``{key}_{i}``, with video2dataset's clip metadata (``clips``, ``key``) plus
     ``original_key``; ``media`` gives each clip's payloads. ``shared``: the media is the whole original, so
-    ``json["span"]`` tells the next subsampler which part to read."""
+    ``json["span"]`` tells the next subsampler which part to read. Clip times given as ``HH:MM:SS.fff`` text are
+    written back as text, as video2dataset keeps them."""
     key = sample["__key__"]
     base = {k: v for k, v in sample.items() if k not in (ext, "json", "__key__")}
     meta = sample.get("json", {})
+    given = meta.get("clips")
+    textual = bool(given) and isinstance(_span_list(given)[0][0], str)
     out = []
     for i, (span, payload) in enumerate(zip(spans, media)):
         clip_meta = copy.deepcopy(meta)
-        clip_meta.update(clips=[list(span)], original_key=meta.get("key", key),
+        written = [_time_text(t) for t in span] if textual else list(span)
+        clip_meta.update(clips=[written], original_key=meta.get("key", key),
                          key=f"{meta.get('key', key)}_{i}", clip_index=i)
         if shared:
             clip_meta["span"] = list(span)
