@@ -32,7 +32,7 @@ def _materialize(args: argparse.Namespace) -> int:
     from .sources.table import TableOptions
 
     try:
-        job = load_config(args.config, source=args.input)
+        job = load_config(args.config, source=args.input, clip_col=args.clip_col)
         for line in job.notes:
             print(f"config: ignored {line}", file=sys.stderr)
         table = {f.name: getattr(args, f.name) for f in fields(TableOptions) if getattr(args, f.name, None) is not None}

@@ -32,9 +32,11 @@ _DECODER_TUNING = ("num_threads", "return_bytes", "uniformly_sample")
 _YT_METADATA_KEYS = ("writesubtitles", "subtitleslangs", "writeautomaticsub", "get_info")
 
 
-def load_config(path: Optional[str], source: Any = None) -> Job:
+def load_config(path: Optional[str], source: Any = None, *, clip_col: Optional[str] = None) -> Job:
     """The :class:`Job` a YAML file describes (ours or video2dataset's), on ``source``; None gives the defaults.
-    Every value is checked here, before any row runs: a wrong one is a ValueError naming the key."""
+    ``clip_col``: the table's clip column, given apart (a video2dataset config then clips by it, as
+    video2dataset does). Every value is checked here, before any row runs: a wrong one is a ValueError naming
+    the key."""
     if path is None:
         return Job(source=source)
     try:
@@ -47,7 +49,7 @@ def load_config(path: Optional[str], source: Any = None) -> Job:
     if not isinstance(doc, dict):
         raise ValueError(f"{path}: a job config must be a mapping with subsampling/reading/storage/distribution")
     try:
-        return job_from_dict(doc, source)
+        return job_from_dict(doc, source, clip_col=clip_col)
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
 

@@ -194,6 +194,7 @@ def test_load_config_reads_a_v2d_file(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(MAXED_OUT_READING)
     assert names(load_config(str(path))) == ["YtMetadata"]
+    assert names(load_config(str(path), clip_col="clips")) == ["YtMetadata", "Clip"]   # materialize --clip-col
 
 
 def sample(data: bytes) -> dict:
