@@ -22,8 +22,18 @@ def _tokenizer(path: str, vocab_size: int) -> None:
                             unk_token="<unk>").save_pretrained(path)
 
 
+#: how much the output head is scaled: random logits then differ by far more than the rounding of another batch
+#: size or kernel, so greedy decoding gives the same words one sample at a time and batched
+LOGIT_SCALE = 30.0
+
+
 def _generation(model, tokens: int) -> None:
-    """Greedy generation that starts at <s>, stops at </s> and never emits a special token before the end."""
+    """Greedy generation that starts at <s>, stops at </s>, never emits a special token before the end, and
+    does not flip between near-equal words (:data:`LOGIT_SCALE`)."""
+    import torch
+
+    with torch.no_grad():
+        model.get_output_embeddings().weight.mul_(LOGIT_SCALE)
     model.generation_config.update(decoder_start_token_id=1, bos_token_id=1, eos_token_id=2, pad_token_id=0,
                                    suppress_tokens=[0, 1, 3], begin_suppress_tokens=[2], max_length=tokens + 4)
 
