@@ -161,7 +161,8 @@ def test_dummy_output_keeps_stats_only(tmp_path, webvid):
 def test_tsv_gz_and_webdataset_inputs(tmp_path, server, corpus_names):
     table = tmp_path / "t.tsv.gz"
     with gzip.open(table, "wt") as f:
-        f.write("url\tcaption\n" + "".join(f"{server.url('videos/' + n)}\tc{i}\n" for i, n in enumerate(corpus_names[:2])))
+        lines = [f"{server.url('videos/' + n)}\tc{i}\n" for i, n in enumerate(corpus_names[:2])]
+        f.write("url\tcaption\n" + "".join(lines))
     first = tmp_path / "first"
     sv.video2dataset(str(table), output_folder=str(first), input_format="tsv.gz", output_format="webdataset",
                      caption_col="caption", progress=False)

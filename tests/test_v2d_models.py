@@ -53,7 +53,8 @@ def test_each_stage_batched_equals_one_at_a_time(models, videos):
     caption = stages(models)[1](samples(videos)[0])["json"]["generated_caption"]
     assert len(caption.split()) == 4
     transcript = stages(models)[2](samples(videos)[0])["json"]["whisper_transcript"]
-    assert transcript["segments"][0]["start"] == 0.0 and transcript["segments"][0]["end"] == pytest.approx(2.0, abs=0.05)
+    [segment] = transcript["segments"]
+    assert segment["start"] == 0.0 and segment["end"] == pytest.approx(2.0, abs=0.05)
 
 
 def test_loaded_once_per_process_and_picklable(models, videos, monkeypatch):

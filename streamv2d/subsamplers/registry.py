@@ -22,7 +22,8 @@ ConfigItem = Union[str, Mapping[str, Any]]
 _REGISTRY: Dict[str, Factory] = {
     "probe": Probe, "fps": FPS, "resolution": Resolution, "clip": Clip, "encode": Encode,
     "cut_detection": CutDetection, "audio": Audio, "optical_flow": OpticalFlow, "frames": Frames,
-    "still": Still, "yt_metadata": YtMetadata, "subtitle_clips": SubtitleClips, "subtitle_captions": SubtitleCaptions, "caption": Caption, "transcribe": Transcribe,
+    "still": Still, "yt_metadata": YtMetadata, "subtitle_clips": SubtitleClips,
+    "subtitle_captions": SubtitleCaptions, "caption": Caption, "transcribe": Transcribe,
     "frame_embedding": FrameEmbedding,
 }
 
@@ -119,16 +120,19 @@ def _renamed(class_name: str, args: Mapping[str, Any], renames: Mapping[str, Opt
 
 
 def _probe(args, context, notes):
+    """FFProbeSubsampler → Probe."""
     return [{"probe": _renamed("FFProbeSubsampler", args, {"extract_keyframes": "keyframes"}, notes)}]
 
 
 def _cut_detection(args, context, notes):
+    """CutDetectionSubsampler → CutDetection (``cuts_are_clips`` is set by the caller)."""
     renames = {"cut_detection_mode": "cut_detection_mode", "threshold": "threshold",
                "min_scene_len": "min_scene_len", "framerates": "framerates"}
     return [{"cut_detection": _renamed("CutDetectionSubsampler", args, renames, notes)}]
 
 
 def _clip(args, context, notes):
+    """ClippingSubsampler → Clip, with video2dataset's default precision and its pass-through of unclipped videos."""
     renames = {"min_length": "min_length", "max_length": "max_length",
                "max_length_strategy": "max_length_strategy", "precision": "precision", "oom_clip_count": None}
     options = {"precision": "low", **_renamed("ClippingSubsampler", args, renames, notes)}
@@ -142,6 +146,7 @@ def _encode_format(args: Dict[str, Any], context: V2DContext) -> List[ConfigItem
 
 
 def _resolution(args, context, notes):
+    """ResolutionSubsampler → Resolution (and an Encode for another container)."""
     args = dict(args)
     encode = _encode_format(args, context)
     options = _renamed("ResolutionSubsampler", args, {"video_size": "size", "resize_mode": "mode",
@@ -150,6 +155,7 @@ def _resolution(args, context, notes):
 
 
 def _frames(args, context, notes):
+    """FrameSubsampler → FPS (and an Encode for another container), or a Still for its frame methods."""
     args = dict(args)
     encode = _encode_format(args, context)
     method = args.pop("downsample_method", "fps")
@@ -165,12 +171,14 @@ def _frames(args, context, notes):
 
 
 def _audio(args, context, notes):
+    """AudioRateSubsampler → Audio that keeps videos without sound."""
     renames = {"sample_rate": "rate", "n_audio_channels": "channels", "encode_format": "format"}
     options = _renamed("AudioRateSubsampler", args, renames, notes)
     return [{"audio": {"format": context.encode_formats.get("audio", "m4a"), **options, "required": False}}]
 
 
 def _optical_flow(args, context, notes):
+    """OpticalFlowSubsampler (+ ``dataloader_args``) → OpticalFlow writing video2dataset's ``npy`` member."""
     args = dict(args)
     detector = args.pop("detector", "cv2")
     if detector != "cv2":
@@ -196,6 +204,7 @@ def _optical_flow(args, context, notes):
 
 
 def _caption(args, context, notes):
+    """CaptionSubsampler (+ ``dataloader_args``) → Caption writing ``vblip`` and ``txt``."""
     args = dict(args)
     captioner = dict(args.pop("captioner_args", None) or {})
     _renamed("CaptionSubsampler", args, {"is_slurm_task": None}, notes)
@@ -213,6 +222,7 @@ def _caption(args, context, notes):
 
 
 def _whisper(args, context, notes):
+    """WhisperSubsampler → Transcribe."""
     renames = {"model_name": "model", "batch_size": "batch_size", "compute_type": "dtype",
                "download_root": "cache_dir", "is_slurm_task": None}
     return [{"transcribe": _renamed("WhisperSubsampler", args, renames, notes)}]

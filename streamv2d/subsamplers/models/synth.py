@@ -47,7 +47,8 @@ def clip(path: str, scale: str = "tiny") -> str:
                   num_attention_heads=2) if tiny else {}
     text = dict(vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
                 max_position_embeddings=16, bos_token_id=1, eos_token_id=2) if tiny else {}
-    CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=8 if tiny else 512)).save_pretrained(path)
+    config = CLIPConfig(text_config=text, vision_config=vision, projection_dim=8 if tiny else 512)
+    CLIPModel(config).save_pretrained(path)
     side = 32 if tiny else 224
     CLIPImageProcessor(size={"shortest_edge": side}, crop_size={"height": side, "width": side}).save_pretrained(path)
     return path
