@@ -36,7 +36,7 @@ def main() -> None:
     for sample in samples:
         kept = run_chain(sample, chain)
         print(sample["__key__"], "kept" if kept else "dropped (too dark)",
-              *(f"{out['json']['video_metadata']['width']}px source, luma {out['json']['mean_luma']:.0f}" for out in kept))
+              *(f"{out['json']['video_summary']['width']}px source, luma {out['json']['mean_luma']:.0f}" for out in kept))
 
     register("min_brightness", MinBrightness)  # the same filter, now usable from YAML configs
     print(from_config([{"fps": 5}, {"min_brightness": {"threshold": 60}}]))

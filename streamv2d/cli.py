@@ -1,4 +1,4 @@
-"""The ``streamv2d`` command line: ``demo``, ``materialize``, ``stats``, ``status``."""
+"""The ``streamv2d`` command line: ``demo``, ``materialize``, ``stats``, ``status``, ``video2dataset``."""
 from __future__ import annotations
 
 import argparse
@@ -34,7 +34,7 @@ def _materialize(args: argparse.Namespace) -> int:
     from .sources.table import TableOptions
 
     try:
-        job = load_config(args.config, source=args.input)
+        job = load_config(args.config, source=args.input, clip_col=args.clip_col)
         for line in job.notes:
             print(f"config: ignored {line}", file=sys.stderr)
         table = {f.name: getattr(args, f.name) for f in fields(TableOptions) if getattr(args, f.name, None) is not None}
@@ -146,7 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     mat.add_argument("--config", help="YAML job file (ours, or a video2dataset config)")
     mat.add_argument("--processes", type=_positive, default=None, help="worker processes (default: config or 1)")
     mat.add_argument("--threads", type=_positive, help="concurrent fetches per process (default: config or 8)")
-    mat.add_argument("--format", choices=["tar", "webdataset", "parquet", "files"], help="output format (default tar)")
+    mat.add_argument("--format", choices=["tar", "webdataset", "parquet", "files", "tfrecord", "dummy"],
+                     help="output format (default tar)")
     mat.add_argument("--url-col", dest="url_col", help="column holding the URL (default url)")
     mat.add_argument("--caption-col", dest="caption_col", help="column holding the caption")
     mat.add_argument("--clip-col", dest="clip_col", help="column holding [[start, end], ...] spans in seconds")
@@ -179,10 +180,17 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("store", help="output folder or cache_dir (local path or fsspec URL)")
     status.add_argument("--top", type=_positive, default=5, help="how many distinct errors to list")
     status.set_defaults(run=_status)
+    commands.add_parser("video2dataset", help="video2dataset's command line: --url_list=… --output_folder=… "
+                                              "(streamv2d video2dataset --help)")
     return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["video2dataset"]:   # video2dataset's own command line (python-fire style), see streamv2d.v2d
+        from .v2d.cli import main as video2dataset_main
+
+        return video2dataset_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):

@@ -17,17 +17,26 @@ from .sources.table import TableOptions
 #: video2dataset keys that have no meaning here, with the reason given to the user.
 _V2D_IGNORED = {
     "storage.oom_shard_count": "shard id width is derived from the shard count (at least 5 digits)",
-    "storage.captions_are_subtitles": "subtitles as captions are not supported",
     "distribution.subjob_size": "every input shard is its own job",
     "reading.sampler": "shard selection is done by ranks (RANK/WORLD_SIZE)",
-    "reading.yt_args.yt_metadata_args": "yt-dlp metadata/subtitle download is not supported; pass yt_dlp_options",
-    "reading.yt_args.download_audio_rate": "use the audio subsampler to resample audio",
+    "reading.yt_args.download_audio_rate": "audio comes with the video's own track; resample it with the "
+                                           "AudioRateSubsampler (audio stage)",
 }
 
+#: ``reading.dataloader_args`` keys that change how stages decode (read by the stage translations), and the ones
+#: that only tune video2dataset's own loader.
+_DATALOADER_USED = ("batch_size", "resize_size", "decoder_kwargs")
+_DECODER_USED = ("n_frames", "fps")
+_DECODER_TUNING = ("num_threads", "return_bytes", "uniformly_sample")
+#: ``yt_args.yt_metadata_args`` keys (video2dataset's get_yt_meta)
+_YT_METADATA_KEYS = ("writesubtitles", "subtitleslangs", "writeautomaticsub", "get_info")
 
-def load_config(path: Optional[str], source: Any = None) -> Job:
+
+def load_config(path: Optional[str], source: Any = None, *, clip_col: Optional[str] = None) -> Job:
     """The :class:`Job` a YAML file describes (ours or video2dataset's), on ``source``; None gives the defaults.
-    Every value is checked here, before any row runs: a wrong one is a ValueError naming the key."""
+    ``clip_col``: the table's clip column, given apart (a video2dataset config then clips by it, as
+    video2dataset does). Every value is checked here, before any row runs: a wrong one is a ValueError naming
+    the key."""
     if path is None:
         return Job(source=source)
     try:
@@ -40,19 +49,24 @@ def load_config(path: Optional[str], source: Any = None) -> Job:
     if not isinstance(doc, dict):
         raise ValueError(f"{path}: a job config must be a mapping with subsampling/reading/storage/distribution")
     try:
-        return job_from_dict(doc, source)
+        return job_from_dict(doc, source, clip_col=clip_col)
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
 
 
-def job_from_dict(doc: Mapping[str, Any], source: Any = None) -> Job:
-    """The :class:`Job` of a config document (the YAML file's content)."""
+def job_from_dict(doc: Mapping[str, Any], source: Any = None, *, clip_col: Optional[str] = None,
+                  encode_formats: Optional[Mapping[str, str]] = None) -> Job:
+    """The :class:`Job` of a config document (the YAML file's content). ``clip_col`` and ``encode_formats``
+    are video2dataset's run arguments that shape its stages (a clip column makes it clip)."""
     unknown = sorted(set(doc) - {"subsampling", "subsamplers", "reading", "storage", "distribution"})
     if unknown:
         raise ValueError(f"unknown section(s) {unknown}")
     notes: List[str] = []
     reading, storage, distribution = (_section(doc, name) for name in ("reading", "storage", "distribution"))
-    _translate_v2d(reading, storage, distribution, notes)
+    context = _translate_v2d(reading, storage, distribution, notes)
+    context.clip_col = clip_col or reading.get("clip_col")
+    context.encode_formats = dict(encode_formats or {})
+    leading = metadata_stages(reading.pop("yt_metadata", None))
     fetch = dict(reading.pop("fetch", None) or {})
     if "timeout" in reading:
         fetch.setdefault("read_timeout", reading.pop("timeout"))
@@ -71,9 +85,39 @@ def job_from_dict(doc: Mapping[str, Any], source: Any = None) -> Job:
         if rest:
             raise ValueError(f"unknown key(s) in {section}: {sorted(rest)}")
     subsampling = doc.get("subsamplers", doc.get("subsampling")) or []
-    return Job(source=source, subsamplers=build_subsamplers(subsampling, notes), table=table, fetch=fetch,
+    if isinstance(doc.get("subsampling"), Mapping) and not set(subsampling) & set(_our_names()):
+        stages = _v2d_subsamplers(subsampling, notes, context)
+    else:
+        stages = build_subsamplers(subsampling, notes)
+    return Job(source=source, subsamplers=leading + stages, table=table, fetch=fetch,
                output_format=output_format, processes=processes, distributor=distributor,
                distributor_args=distributor_args, notes=notes)
+
+
+def _our_names() -> List[str]:
+    from .subsamplers.registry import available
+
+    return list(available())
+
+
+def _v2d_subsamplers(spec: Mapping[str, Any], notes: List[str], context: Any) -> List[Any]:
+    from .subsamplers.registry import from_video2dataset
+
+    return from_video2dataset(spec, notes, context)
+
+
+def metadata_stages(yt_metadata: Optional[Mapping[str, Any]]) -> List[Any]:
+    """The stages video2dataset runs while downloading, before any subsampler: the platform metadata and
+    subtitles of ``yt_metadata_args`` (``json["yt_meta_dict"]``)."""
+    if not yt_metadata:
+        return []
+    from .subsamplers.youtube import YtMetadata
+
+    unknown = sorted(set(yt_metadata) - set(_YT_METADATA_KEYS))
+    if unknown:
+        raise ValueError(f"reading.yt_args.yt_metadata_args: unknown key(s) {unknown}; known: "
+                         f"{list(_YT_METADATA_KEYS)}")
+    return [YtMetadata(**yt_metadata)]
 
 
 def _section(doc: Mapping[str, Any], name: str) -> Dict[str, Any]:
@@ -83,8 +127,11 @@ def _section(doc: Mapping[str, Any], name: str) -> Dict[str, Any]:
     return dict(value)
 
 
-def _translate_v2d(reading: dict, storage: dict, distribution: dict, notes: List[str]) -> None:
-    """Rename video2dataset's keys to ours in place, and note the ones that have no counterpart."""
+def _translate_v2d(reading: dict, storage: dict, distribution: dict, notes: List[str]) -> Any:
+    """Rename video2dataset's keys to ours in place, note the ones that have no counterpart, and return what
+    shapes its stages (:class:`~streamv2d.subsamplers.registry.V2DContext`)."""
+    from .subsamplers.registry import V2DContext
+
     for dotted, reason in _V2D_IGNORED.items():
         section, *keys = dotted.split(".")
         holder = {"reading": reading, "storage": storage, "distribution": distribution}[section]
@@ -93,14 +140,9 @@ def _translate_v2d(reading: dict, storage: dict, distribution: dict, notes: List
         if keys[-1] in holder:
             holder.pop(keys[-1])
             notes.append(f"{dotted}: {reason}")
-    yt_args = reading.pop("yt_args", None) or {}
-    if "download_size" in yt_args:
-        size = int(yt_args.pop("download_size"))
-        fetch = reading.setdefault("fetch", {})
-        fetch.setdefault("yt_dlp_options", {}).setdefault(
-            "format", f"best[height<={size}][ext=mp4]/best[height<={size}]/best")
-    for key in yt_args:
-        notes.append(f"reading.yt_args.{key}: not supported")
+    context = V2DContext(captions_are_subtitles=bool(storage.pop("captions_are_subtitles", False)),
+                         dataloader_args=_dataloader_args(reading.pop("dataloader_args", None), notes))
+    _translate_yt_args(reading, reading.pop("yt_args", None) or {}, context.captions_are_subtitles)
     if "number_sample_per_shard" in storage:
         reading["samples_per_shard"] = storage.pop("number_sample_per_shard")
     if "processes_count" in distribution:
@@ -108,6 +150,8 @@ def _translate_v2d(reading: dict, storage: dict, distribution: dict, notes: List
     if "thread_count" in distribution:
         distribution["threads"] = distribution.pop("thread_count")
     _translate_distributor(distribution, notes)
+
+    return context
 
 
 #: video2dataset's slurm ``distributor_args`` that are sbatch options here.
@@ -136,6 +180,48 @@ def _translate_distributor(distribution: dict, notes: List[str]) -> None:
     if sbatch:
         args["sbatch_args"] = sbatch
     distribution["distributor_args"] = args
+
+
+def _translate_yt_args(reading: dict, yt_args: Mapping[str, Any], captions_are_subtitles: bool) -> None:
+    """``yt_args``: ``download_size`` → a yt-dlp format (the smallest single-file format at or above that
+    height, as video2dataset picks, else the best); ``yt_metadata_args`` → ``reading["yt_metadata"]`` (with
+    subtitles forced on by ``captions_are_subtitles``, as video2dataset does)."""
+    yt_args = dict(yt_args)
+    if "download_size" in yt_args:
+        size = int(yt_args.pop("download_size"))
+        fetch = reading.setdefault("fetch", {})
+        fetch.setdefault("yt_dlp_options", {}).setdefault("format", download_size_format(size))
+    metadata = dict(yt_args.pop("yt_metadata_args", None) or {})
+    if captions_are_subtitles and not metadata.get("writesubtitles"):
+        metadata["writesubtitles"] = "all"
+    if metadata:
+        reading["yt_metadata"] = metadata
+    if yt_args:
+        raise ValueError(f"reading.yt_args: unknown key(s) {sorted(yt_args)}; known: download_size, "
+                         "download_audio_rate, yt_metadata_args")
+
+
+def download_size_format(size: int) -> str:
+    """yt-dlp's format for video2dataset's ``download_size``: the smallest format with sound at or above
+    ``size`` px high (mp4 first), else the best one (single files: no merge needed)."""
+    return f"w[height>={size}][ext=mp4]/w[height>={size}]/b[ext=mp4]/b"
+
+
+def _dataloader_args(args: Optional[Mapping[str, Any]], notes: List[str]) -> Dict[str, Any]:
+    """video2dataset's ``reading.dataloader_args``, checked; keys that only tune its own loader are noted."""
+    args = dict(args or {})
+    unknown = sorted(set(args) - set(_DATALOADER_USED))
+    if unknown:
+        raise ValueError(f"reading.dataloader_args: unknown key(s) {unknown}; known: {list(_DATALOADER_USED)}")
+    decoder = dict(args.get("decoder_kwargs") or {})
+    unknown = sorted(set(decoder) - set(_DECODER_USED) - set(_DECODER_TUNING))
+    if unknown:
+        raise ValueError(f"reading.dataloader_args.decoder_kwargs: unknown key(s) {unknown}; known: "
+                         f"{list(_DECODER_USED + _DECODER_TUNING)}")
+    for key in sorted(set(decoder) & set(_DECODER_TUNING)):
+        notes.append(f"reading.dataloader_args.decoder_kwargs.{key}: frames are always sampled uniformly, "
+                     "decoded in process and handed over decoded")
+    return args
 
 
 def build_subsamplers(spec: Any, notes: List[str]) -> List[Any]:

@@ -22,6 +22,7 @@ from typing import Any, Dict, List, Mapping, Optional
 from tqdm import tqdm
 
 from .cache import CacheStore, write_through
+from .cache.through import ShardBusy
 from .cache.lease import LEASE_SECONDS
 from .engines import run_engine
 from .engines.base import rank_shards
@@ -175,26 +176,22 @@ def _worker(shard_job: ShardJob, store: CacheStore, tasks, events) -> None:
         shard_id = tasks.get()
         if shard_id is None:
             break
-        if not _held_elsewhere(store, shard_id):
-            _run_one(shard_job, store, shard_id, events)
-        else:
+        if not _run_one(shard_job, store, shard_id, events):
             deferred.append(shard_id)
-    for shard_id in deferred:
+    while deferred:   # each is published by its holder, or taken over once the holder died
+        shard_id = deferred.pop(0)
         with store.lease(shard_id) as lease:
             lease.acquire(exclusive=False, wait=True)   # returns once the holder published or died
-        _run_one(shard_job, store, shard_id, events)
+        if not _run_one(shard_job, store, shard_id, events):
+            deferred.append(shard_id)
 
 
-def _held_elsewhere(store: CacheStore, shard_id: int) -> bool:
-    """Whether another process holds shard ``shard_id``'s exclusive lease right now."""
-    with store.lease(shard_id) as lease:
-        return not lease.acquire(exclusive=True, wait=False)
-
-
-def _run_one(shard_job: ShardJob, store: CacheStore, shard_id: int, events) -> None:
+def _run_one(shard_job: ShardJob, store: CacheStore, shard_id: int, events) -> bool:
+    """Run shard ``shard_id`` to completion, reporting on ``events``; False (nothing fetched) when another
+    process holds it — the lease is taken in the same step that would write it, so two runs never both fetch."""
     counts, last = [0, 0, 0], time.perf_counter()
     try:
-        for sample in write_through(shard_job, shard_id, store, on_disk_error="raise"):
+        for sample in write_through(shard_job, shard_id, store, on_disk_error="raise", if_busy="raise"):
             counts[0] += 1
             if is_success(sample):
                 counts[1] += 1
@@ -204,6 +201,9 @@ def _run_one(shard_job: ShardJob, store: CacheStore, shard_id: int, events) -> N
                 events.put(("progress", shard_id, counts))
                 counts, last = [0, 0, 0], time.perf_counter()
         events.put(("done", shard_id, counts))
+    except ShardBusy:
+        return False
     except Exception as exc:  # a bug or a disk error on one shard: report it, keep the others going
         store.record_failure(shard_id, f"{type(exc).__name__}: {exc}")
         events.put(("error", shard_id, counts + [f"{type(exc).__name__}: {exc}"]))
+    return True

@@ -66,7 +66,7 @@ def test_webdataset_reads_the_tar_unchanged(tmp_path):
 def test_formats_read_back_alike(tmp_path, fmt):
     paths = ShardPaths(str(tmp_path), 7, fmt)
     publish_data(_spool(paths.spool), paths)
-    assert os.path.basename(paths.data) == {"tar": "00007.tar", "parquet": "00007_samples.parquet",
+    assert os.path.basename(paths.data) == {"tar": "00007.tar", "parquet": "00007.parquet",
                                             "files": "00007"}[fmt]
     back = list(read_output_shard(paths))
     assert [{k: v for k, v in s.items() if k != "__url__"} for s in back] == \

@@ -290,7 +290,7 @@ def test_max_pixels_is_a_parameter_of_every_open(small_mp4):
     with pytest.raises(MediaError, match="max_pixels=4095"):
         open_media(small_mp4, pixel_format=True, max_pixels=64 * 64 - 1)
     (probed,) = run_chain({"__key__": "k", "mp4": small_mp4}, [Probe()])
-    assert probed["json"]["video_metadata"]["width"] == 64
+    assert probed["json"]["video_summary"]["width"] == 64
 
 
 # -- keys that cannot be files -------------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ def test_probe_keyframes_of_synthetic_video():
 def test_probe_subsampler_writes_video_metadata():
     sample = {"__key__": "k", "mp4": make_video(1.0, 64, 48), "json": {"key": "k"}}
     out = Probe()(sample)
-    assert out["json"]["video_metadata"]["frame_count"] == 10
+    assert out["json"]["video_summary"]["frame_count"] == 10
     assert "keyframe_timestamps" not in out["json"]["video_metadata"]
 
 

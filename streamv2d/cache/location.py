@@ -133,6 +133,7 @@ class Location:
         if self.local:
             if os.path.isdir(staged) and os.path.isdir(final):   # a crash between two renames of an earlier try
                 shutil.rmtree(final)
+            os.makedirs(os.path.dirname(final), exist_ok=True)   # (the hidden folder, for parquet's metadata)
             os.replace(staged, final)
             return
         if os.path.isdir(staged):

@@ -80,6 +80,7 @@ class MetadataSchema:
     def write(self, path: str, rows: Sequence[Mapping[str, Any]]) -> None:
         """Write ``rows`` to ``path`` under a temporary name, then rename."""
         tmp = temp_name(path)
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)   # the hidden folder, for format parquet
         pq.write_table(self.table(rows), tmp)
         os.replace(tmp, path)
 

@@ -7,11 +7,13 @@ import os
 import tempfile
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..sample import Sample
 from ..sources import InputShard
 from ..sources.tar import TarSource, decode_payload, split_member
+from .formats import tfrecord_samples
 from .layout import ShardPaths
 from .location import Location
 from .writer import spool_samples
@@ -27,6 +29,10 @@ def read_output_shard(paths: ShardPaths, location: Optional[Location] = None, sk
         return spool_samples(paths.data, paths.shard_id, skip)
     if paths.fmt == "parquet":
         return _parquet_samples(paths.data, skip)
+    if paths.fmt == "tfrecord":
+        return itertools.islice(tfrecord_samples(paths.data), skip, None)
+    if paths.fmt == "dummy":
+        raise ValueError("output format 'dummy' keeps no samples to read back; use tar, parquet, files or tfrecord")
     return itertools.islice(_files_samples(paths.data, read_index(paths).get("keys")), skip, None)
 
 
@@ -73,12 +79,13 @@ def _parquet_samples(path, skip: int = 0, url: Optional[str] = None) -> Iterator
             skip -= batch.num_rows
             continue
         batch, skip = batch.slice(skip), 0
-        columns = batch.to_pydict()
+        payloads = [f.name for f in batch.schema if pa.types.is_binary(f.type) or f.name in ("txt", "json")]
+        columns = batch.select(["__key__"] + payloads).to_pydict()   # the rest: metadata columns, also in json
         for i, key in enumerate(columns["__key__"]):
             sample: Sample = {"__key__": key, "__url__": url or path}
-            for ext, values in columns.items():
-                value = values[i]
-                if ext != "__key__" and value is not None:
+            for ext in payloads:
+                value = columns[ext][i]
+                if value is not None:
                     sample[ext] = decode_payload(ext, value.encode("utf-8") if isinstance(value, str) else value)
             yield sample
 

@@ -33,21 +33,29 @@ class CacheWriteError(OSError):
 MEMO_FIELDS = ("status", "error_message", "error_detail")
 
 
-def write_through(shard_job, k: int, store: CacheStore, *, epoch: int = 0,
-                  on_disk_error: str = "stream") -> Iterator[Sample]:
+class ShardBusy(RuntimeError):
+    """Another process is writing the shard (``if_busy="raise"``): leave it to that process for now."""
+
+
+def write_through(shard_job, k: int, store: CacheStore, *, epoch: int = 0, on_disk_error: str = "stream",
+                  if_busy: str = "stream") -> Iterator[Sample]:
     """Every sample of shard ``k`` after the stages before the cache boundary (see :func:`write_through_rows`)."""
-    for _, outputs in write_through_rows(shard_job, k, store, epoch=epoch, on_disk_error=on_disk_error):
+    for _, outputs in write_through_rows(shard_job, k, store, epoch=epoch, on_disk_error=on_disk_error,
+                                         if_busy=if_busy):
         yield from outputs
 
 
 def write_through_rows(shard_job, k: int, store: CacheStore, *, epoch: int = 0, start_row: int = 0,
-                       stop_row: Optional[int] = None, on_disk_error: str = "stream") -> Iterator[RowGroup]:
+                       stop_row: Optional[int] = None, on_disk_error: str = "stream",
+                       if_busy: str = "stream") -> Iterator[RowGroup]:
     """Shard ``k``'s rows ``[start_row, stop_row)`` (None: to its end), each with its samples after the stages before
     the cache boundary: from the cache when complete (rows before ``start_row`` passed over unread), else processed
     and written through. When another process is writing the shard, the rows before ``start_row`` were never
     written, or only a piece of the shard is asked for (``stop_row``: the cache writes whole shards), it is streamed
-    uncached instead. A disk error while writing streams the rest of the shard uncached with one warning
-    (``on_disk_error="stream"``, training) or raises :class:`CacheWriteError` (``"raise"``)."""
+    uncached instead — or, with ``if_busy="raise"`` (a curation run, which has other shards to do), a shard
+    another process holds raises :class:`ShardBusy` before anything is fetched. A disk error while writing
+    streams the rest of the shard uncached with one warning (``on_disk_error="stream"``, training) or raises
+    :class:`CacheWriteError` (``"raise"``)."""
     for _ in range(3):   # the shard may be published or evicted between two looks: look again
         if store.is_complete(k):
             try:
@@ -67,6 +75,8 @@ def write_through_rows(shard_job, k: int, store: CacheStore, *, epoch: int = 0, 
                     return
                 continue
         if not store.is_complete(k):
+            if if_busy == "raise":
+                raise ShardBusy(f"shard {k} is being written by another process")
             log.info("shard %d is being written by another process; streaming it without caching", k)
             break
     yield from _uncached(shard_job, k, epoch, start_row, stop_row)
@@ -242,13 +252,13 @@ def _publish(store: CacheStore, k: int, journal: ShardJournal, progress: Progres
     paths, location = store.paths(k), store.location
     remove_stale_temps(paths)            # a process killed mid-publish left these; we hold the shard's lease
     store.confirm_lease(k)
-    if os.path.exists(paths.spool):
-        _write_index(paths, progress, location)   # before the data: publishing the data consumes the spool
-        publish_data(paths.spool, paths, location)
-    elif not location.exists(paths.data):
-        raise CacheWriteError(f"shard {k}: sealed, but neither its spool nor its data is on disk")
     staged_meta = paths.staged(paths.meta)
     store.schema.write(staged_meta, progress.metadata)
+    if os.path.exists(paths.spool):
+        _write_index(paths, progress, location)   # before the data: publishing the data consumes the spool
+        publish_data(paths.spool, paths, location, metadata=staged_meta)
+    elif not location.exists(paths.data):
+        raise CacheWriteError(f"shard {k}: sealed, but neither its spool nor its data is on disk")
     location.publish(staged_meta, paths.meta)
     location.write_json(paths.stats, progress.stats.to_dict())
     journal.remove()

@@ -16,6 +16,7 @@ from ..batching import batched
 from ..sample import Sample
 from ..sources import InputShard
 from ..sources.tar import TarSource, split_member
+from .formats import WRITERS
 from .layout import ShardPaths, temp_name
 from .location import Location
 
@@ -163,37 +164,49 @@ def remove_stale_temps(paths: ShardPaths) -> None:
             shutil.rmtree(stale) if os.path.isdir(stale) else os.remove(stale)
 
 
-def publish_data(spool: str, paths: ShardPaths, location: Optional[Location] = None) -> None:
+def publish_data(spool: str, paths: ShardPaths, location: Optional[Location] = None,
+                 metadata: Optional[str] = None) -> None:
     """Turn a finished spool into ``paths.data`` in ``paths.fmt`` at ``location`` (default: the local folder
-    ``paths.root``), atomically; the spool is consumed."""
-    (location or Location(paths.root)).publish(stage_data(spool, paths), paths.data)
+    ``paths.root``), atomically; the spool is consumed. ``metadata``: the shard's metadata parquet, which the
+    ``parquet`` format folds into its data file (default: ``paths.meta``)."""
+    (location or Location(paths.root)).publish(stage_data(spool, paths, metadata), paths.data)
 
 
-def stage_data(spool: str, paths: ShardPaths) -> str:
+def stage_data(spool: str, paths: ShardPaths, metadata: Optional[str] = None) -> str:
     """The local file (or folder) that becomes ``paths.data``: the finished spool itself for tar, else the spool
-    converted beside it to parquet or a files folder (the spool is then deleted)."""
+    converted beside it to parquet, tfrecord, a files folder or nothing (dummy); the spool is then deleted."""
     if paths.fmt == "tar":
         return spool
     staged = paths.staged(paths.data)
     if paths.fmt == "parquet":
-        _spool_to_parquet(spool, paths.shard_id, staged)
+        _spool_to_parquet(spool, paths.shard_id, staged, metadata or paths.meta)
+    elif paths.fmt in WRITERS:
+        WRITERS[paths.fmt](spool_samples(spool, paths.shard_id), staged)
     else:
         _spool_to_files(spool, paths.shard_id, staged)
     os.remove(spool)
     return staged
 
 
-def _spool_to_parquet(spool: str, shard_id: int, target: str) -> None:
+def _spool_to_parquet(spool: str, shard_id: int, target: str, metadata: str) -> None:
+    """video2dataset's parquet layout: one row per sample, the metadata columns (from the ``metadata`` parquet,
+    one row per written sample in the same order) then ``__key__``, ``txt``, each media member as a binary
+    column named by its extension, and ``json`` (the whole metadata as JSON text, read back exactly)."""
     with tarfile.open(spool, "r:") as tar:   # headers only: the column set
-        exts = sorted({m.name.split(".", 1)[1] for m in tar if "." in m.name})
-    schema = pa.schema([("__key__", pa.string())]
-                       + [(e, pa.string() if e in ("json", "txt") else pa.binary()) for e in exts])
+        exts = sorted({m.name.split(".", 1)[1] for m in tar if "." in m.name} - {"json"})
+    meta = pq.read_table(metadata) if os.path.exists(metadata) else None
+    meta_fields = [f for f in meta.schema if f.name not in exts + ["__key__", "json"]] if meta is not None else []
+    schema = pa.schema(meta_fields + [("__key__", pa.string())]
+                       + [(e, pa.string() if e == "txt" else pa.binary()) for e in exts] + [("json", pa.string())])
+    start = 0
     with pq.ParquetWriter(target, schema) as out:
         for batch in batched(spool_samples(spool, shard_id), PARQUET_BATCH, collate=list):
-            columns = {"__key__": [s["__key__"] for s in batch]}
-            for ext in exts:
+            columns = {f.name: meta.column(f.name).slice(start, len(batch)) for f in meta_fields}
+            columns["__key__"] = [s["__key__"] for s in batch]
+            for ext in exts + ["json"]:
                 columns[ext] = [_parquet_cell(ext, s.get(ext)) for s in batch]
             out.write_table(pa.table(columns, schema=schema))
+            start += len(batch)
 
 
 def _parquet_cell(ext: str, value: Any) -> Any:

@@ -19,6 +19,7 @@ from typing import IO, Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import fsspec
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.json as pjson
 import pyarrow.parquet as pq
@@ -204,7 +205,7 @@ class TableSource:
         """Stream ``path`` into ``<table_cache>/<digest>.arrow`` once (later calls reuse the file), with the
         SHA-256 of ``path``'s content beside it; returns the Arrow file's path and that SHA-256."""
         digest = hashlib.sha256(
-            json.dumps([path, fmt, self.columns, file_identity([path], self.storage_options)]).encode()
+            json.dumps([path, fmt, self.columns, file_identity([path], self.storage_options), "typed"]).encode()
         ).hexdigest()[:24]
         target = os.path.join(self.table_cache, f"{digest}.arrow")
         content_file = target + ".sha256"
@@ -226,6 +227,8 @@ class TableSource:
                 if fmt != "jsonl":
                     raise
                 self._write_ipc(path, "jsonl-mixed", tmp)   # types change between lines: parse them ourselves
+            if fmt in ("csv", "tsv"):
+                _type_columns(tmp, self.options.save_additional_columns)
             os.replace(tmp, target)
         finally:
             if os.path.exists(tmp):
@@ -333,6 +336,31 @@ class TableSource:
         return state
 
 
+def _type_columns(path: str, columns: Sequence[str]) -> None:
+    """Give the extra columns of a csv/tsv conversion at ``path`` the type their every value has — int64,
+    float64 or bool, else text; empty cells are missing — as pandas reads them for video2dataset, so a
+    ``videoid`` column reaches json as numbers. Read as text first: one block's guess breaks on a later one."""
+    with pa.memory_map(path) as source:
+        table = pa.ipc.open_file(source).read_all()
+        typed = table
+        for name in columns:
+            column = table.column(name)
+            if not pa.types.is_string(column.type):
+                continue
+            column = pc.if_else(pc.equal(column, ""), pa.scalar(None, pa.string()), column)
+            for kind in (pa.int64(), pa.float64(), pa.bool_()):
+                try:
+                    typed = typed.set_column(typed.schema.get_field_index(name), name, pc.cast(column, kind))
+                    break
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                    continue
+        if typed is not table:
+            with pa.OSFile(path + ".typed", "wb") as sink, pa.ipc.new_file(sink, typed.schema) as writer:
+                writer.write_table(typed, max_chunksize=_BATCH_ROWS)
+    if os.path.exists(path + ".typed"):
+        os.replace(path + ".typed", path)
+
+
 def _footer_digest(meta: pq.FileMetaData) -> str:
     """A parquet file's content identity: its footer (schema, row groups with their offsets, sizes and column
     statistics, writer), read with the file's metadata anyway."""
@@ -417,4 +445,9 @@ def _parse_clips(value) -> Optional[list]:
         return None
     if isinstance(value, str):
         value = json.loads(value) if value.strip() else []
-    return [[float(s), float(e)] for s, e in value]
+    return [[_clip_time(s), _clip_time(e)] for s, e in value]
+
+
+def _clip_time(value) -> Any:
+    """Seconds as a float, or an ``HH:MM:SS.fff`` string kept for Clip to read (video2dataset's clip format)."""
+    return value if isinstance(value, str) and ":" in value else float(value)

@@ -23,7 +23,8 @@ from ..decode.media import (MediaError, decode_packet, duration_seconds, keyfram
 from ..sample import Sample
 from .audio import PREROLL, AudioEncoder, SpanTrim, layout_for
 from .base import Subsampler
-from .probe import Probe, media_bytes, probe_container, set_pixel_format
+from .probe import (Probe, ffprobe_json, media_bytes, probe_container, probe_filename, publish_probe,
+                    set_pixel_format)
 
 Span = List[float]
 #: audio encoder and rate for containers that cannot take AAC
@@ -69,20 +70,15 @@ class Resolution(VideoOp):
             width, height = size
         if not (width or height):
             raise ValueError("resolution needs a size")
-        self.width, self.height = width or height, height or width
+        self.width, self.height = width, height   # one may be None: that side follows the picture
         self.mode = ",".join(m for m in self.MODES if m in modes)
 
     def geometry(self, w: int, h: int) -> Tuple[List[Tuple[str, str]], Tuple[int, int]]:
         """libav filters (name, args) turning a w×h picture into this box, and the output size."""
         filters: List[Tuple[str, str]] = []
-        bw, bh = self.width, self.height
         if "scale" in self.mode:
-            if "crop" in self.mode:
-                factor = max(bw / w, bh / h)
-            elif "pad" in self.mode:
-                factor = min(bw / w, bh / h)
-            else:
-                factor = bh / h
+            factor = self._scale_factor(w, h)
+            bw, bh = self._box(_even(w * factor), _even(h * factor))
             sw, sh = max(2, _even(w * factor)), max(2, _even(h * factor))
             if "crop" in self.mode and (sw > bw or sh > bh):
                 # the same picture cropped first: the scaler then reads and writes only what is kept
@@ -91,6 +87,8 @@ class Resolution(VideoOp):
                 sw, sh = cw, ch
             w, h = sw, sh
             filters.append(("scale", f"{w}:{h}"))
+        else:
+            bw, bh = self._box(w, h)
         if "crop" in self.mode and (w > bw or h > bh):
             w, h = min(w, bw), min(h, bh)
             filters.append(("crop", f"{w}:{h}"))
@@ -98,6 +96,19 @@ class Resolution(VideoOp):
             w, h = max(w, bw), max(h, bh)
             filters.append(("pad", f"{w}:{h}:(ow-iw)/2:(oh-ih)/2"))
         return filters, (w, h)
+
+    def _scale_factor(self, w: int, h: int) -> float:
+        """How much ``scale`` resizes a w×h picture: to cover the box (with crop), fit inside it (with pad), else
+        to the height — or, with only a width given, to the width (video2dataset's ResolutionSubsampler)."""
+        if self.width and self.height and "crop" in self.mode:
+            return max(self.width / w, self.height / h)
+        if self.width and self.height and "pad" in self.mode:
+            return min(self.width / w, self.height / h)
+        return self.height / h if self.height else self.width / w
+
+    def _box(self, w: int, h: int) -> Tuple[int, int]:
+        """The box crop and pad aim at for a w×h picture: a side not given is the picture's own."""
+        return self.width or w, self.height or h
 
 
 class Encode(VideoOp):
@@ -190,19 +201,33 @@ class Clip(VideoOp):
 
     precision: ``exact`` (re-encode, frame-exact), ``keyframe_adjusted`` (spans shrunk to keyframes, then
     exact), ``keyframe`` (both ends moved to the next keyframe and stream-copied, no re-encode, when the Clip is
-    alone in its group). With ``window``, windows are the maximum length."""
+    alone in its group; video2dataset's default ``low`` names the same cut). With ``window``, windows are the
+    maximum length. ``no_clips``: what a sample without any clip source gets — ``fail`` (default) or ``pass``
+    (the video goes on whole, unclipped, as video2dataset does)."""
 
     PRECISIONS = ("exact", "keyframe_adjusted", "keyframe")
+    #: video2dataset's precision names for ours
+    PRECISION_ALIASES = {"low": "keyframe"}
     metadata_fields = {"clips": "json", "original_key": "string", "clip_index": "int64"}
 
     def __init__(self, window: Optional[float] = None, min_length: float = 0.0, max_length: Optional[float] = None,
-                 max_length_strategy: str = "all", precision: str = "exact") -> None:
+                 max_length_strategy: str = "all", precision: str = "exact", no_clips: str = "fail") -> None:
         if max_length_strategy not in ("all", "first"):
             raise ValueError(f"max_length_strategy must be all or first, got {max_length_strategy!r}")
+        precision = self.PRECISION_ALIASES.get(precision, precision)
         if precision not in self.PRECISIONS:
-            raise ValueError(f"precision must be one of {self.PRECISIONS}, got {precision!r}")
+            raise ValueError(f"precision must be one of {self.PRECISIONS + tuple(self.PRECISION_ALIASES)}, "
+                             f"got {precision!r}")
+        if no_clips not in ("fail", "pass"):
+            raise ValueError(f"no_clips must be fail or pass, got {no_clips!r}")
         self.window, self.min_length, self.max_length = window, min_length, max_length
-        self.max_length_strategy, self.precision = max_length_strategy, precision
+        self.max_length_strategy, self.precision, self.no_clips = max_length_strategy, precision, no_clips
+
+    def has_source(self, sample: Sample) -> bool:
+        """Whether ``sample`` has spans to cut (a window, ``json["clips"]`` or CutDetection's cuts); without
+        one, ``no_clips="pass"`` lets the video through whole."""
+        meta = sample.get("json", {})
+        return bool(self.window or meta.get("clips") or "cuts" in meta) or self.no_clips == "fail"
 
     def spans(self, sample: Sample, duration: float, keyframes: Callable[[], List[float]],
               frame: float) -> List[Span]:
@@ -259,6 +284,12 @@ def _seconds(t: Union[str, float]) -> float:
         hours, minutes, seconds = t.split(":")
         return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
     return float(t)
+
+
+def _time_text(seconds: float) -> str:
+    """Seconds as ``HH:MM:SS.fff`` (milliseconds rounded)."""
+    millis = int(round(seconds * 1000))
+    return f"{millis // 3_600_000:02d}:{millis // 60_000 % 60:02d}:{millis // 1000 % 60:02d}.{millis % 1000:03d}"
 
 
 def _span_list(clips: Sequence) -> List[Sequence]:
@@ -353,22 +384,33 @@ class Transcode(Subsampler):
 
     def __call__(self, sample: Sample) -> Union[Sample, List[Sample]]:
         ext, data = media_bytes(sample)
+        if self.remux and not self.clip.has_source(sample):
+            return sample   # a stream-copy Clip with nothing to cut: the bytes as they are
         with open_media(data) as container:
             video_stream(container)
             meta = None
             if self.probe is not None:
                 meta = probe_container(container, len(data), self.probe.keyframes)
-                sample.setdefault("json", {})["video_metadata"] = meta
-            if self.clip is None:
+            if self.clip is None or not self.clip.has_source(sample):
+                encoded = self._encode(container, None, meta)
+                self._publish_probe(sample, meta, container, len(data), ext)
                 sample.pop(ext)
-                sample[self.encode.container] = self._encode(container, None, meta)
+                sample[self.encode.container] = encoded
                 return sample
             spans = self.clip.spans_in(sample, container)
             if self.remux:
                 outputs, out_ext = [_remux_span(container, span) for span in spans], ext
             else:
                 outputs, out_ext = [self._encode(container, span, meta) for span in spans], self.encode.container
+            self._publish_probe(sample, meta, container, len(data), ext)
         return clip_samples(sample, ext, spans, [{out_ext: o} for o in outputs])
+
+    @staticmethod
+    def _publish_probe(sample: Sample, meta: Optional[Dict[str, Any]], container, size: int, ext: str) -> None:
+        """A fused Probe's output, read once the pass has decoded (the decoder then knows the pixel format and
+        aspect ratio a separate Probe reads by decoding a frame)."""
+        if meta is not None:
+            publish_probe(sample, meta, ffprobe_json(container, size, probe_filename(sample, ext)))
 
     def _encode(self, container, span: Optional[Span], meta: Optional[Dict[str, Any]] = None) -> bytes:
         """One output video; a fused Probe's ``meta`` gets the pixel format the first decoded frame tells."""
@@ -588,14 +630,18 @@ def clip_samples(sample: Sample, ext: str, spans: Sequence[Span], media: Sequenc
                  shared: bool = False) -> List[Sample]:
     """One sample per span keyed ``{key}_{i}``, with video2dataset's clip metadata (``clips``, ``key``) plus
     ``original_key``; ``media`` gives each clip's payloads. ``shared``: the media is the whole original, so
-    ``json["span"]`` tells the next subsampler which part to read."""
+    ``json["span"]`` tells the next subsampler which part to read. Clip times given as ``HH:MM:SS.fff`` text are
+    written back as text, as video2dataset keeps them."""
     key = sample["__key__"]
     base = {k: v for k, v in sample.items() if k not in (ext, "json", "__key__")}
     meta = sample.get("json", {})
+    given = meta.get("clips")
+    textual = bool(given) and isinstance(_span_list(given)[0][0], str)
     out = []
     for i, (span, payload) in enumerate(zip(spans, media)):
         clip_meta = copy.deepcopy(meta)
-        clip_meta.update(clips=[list(span)], original_key=meta.get("key", key),
+        written = [_time_text(t) for t in span] if textual else list(span)
+        clip_meta.update(clips=[written], original_key=meta.get("key", key),
                          key=f"{meta.get('key', key)}_{i}", clip_index=i)
         if shared:
             clip_meta["span"] = list(span)
@@ -615,8 +661,10 @@ class SpanClip(Subsampler):
     def config(self) -> Dict[str, Any]:
         return {"clip": self.clip.config()}
 
-    def __call__(self, sample: Sample) -> List[Sample]:
+    def __call__(self, sample: Sample) -> Union[Sample, List[Sample]]:
         ext, data = media_bytes(sample)
+        if not self.clip.has_source(sample):
+            return sample
         with open_media(data) as container:
             spans = self.clip.spans_in(sample, container)
         return clip_samples(sample, ext, spans, [{ext: data}] * len(spans), shared=True)
