@@ -81,3 +81,19 @@ def pytest_collection_modifyitems(session, config, items):
     """The engine tests (Ray, Spark, Slurm) run last: their runtimes leave threads (gRPC, a JVM gateway) that a
     later DataLoader's forked workers can inherit mid-lock and hang on."""
     items.sort(key=lambda item: item.fspath.basename == "test_engines.py")
+
+
+def fail_stats_writes(monkeypatch, error: BaseException):
+    """Make every publication raise ``error`` right where it would write its stats file (a kill, a full disk);
+    returns the function that undoes it."""
+    from streamv2d.cache.location import Location
+
+    real = Location.write_json
+
+    def failing(self, path, document):
+        if path.endswith("_stats.json"):
+            raise error
+        real(self, path, document)
+
+    monkeypatch.setattr(Location, "write_json", failing)
+    return lambda: monkeypatch.setattr(Location, "write_json", real)

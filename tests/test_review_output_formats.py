@@ -4,7 +4,7 @@ import json
 import pytest
 
 import streamv2d as sv
-from conftest import tar_of
+from conftest import fail_stats_writes, tar_of
 
 
 def windows(sample):
@@ -41,21 +41,13 @@ def test_every_format_reads_back_in_the_written_order_and_resumes_inside_a_row(t
 def test_a_files_shard_whose_publication_was_killed_keeps_its_order(tmp_path, monkeypatch):
     """The written order is recorded before the data is published (publishing consumes the spool), so a run killed
     between the data and the stats rename still reads the shard back in order once the next run finishes it."""
-    from streamv2d.cache import through
 
     source = tar_of(tmp_path / "in.tar", [(f"{name}.json", b"{}") for name in ("zeta", "alpha")])
     make = lambda: sv.VideoDataset([source], cache_dir=str(tmp_path / "c"), cache_format="files")  # noqa: E731
-    real = through.write_json
-
-    def killed(path, document):
-        if path.endswith("_stats.json"):
-            raise KeyboardInterrupt("killed before the stats rename")
-        real(path, document)
-
-    monkeypatch.setattr(through, "write_json", killed)
+    undo = fail_stats_writes(monkeypatch, KeyboardInterrupt("killed before the stats rename"))
     with pytest.raises(KeyboardInterrupt):
         list(make())
-    monkeypatch.setattr(through, "write_json", real)
+    undo()
     assert keys(make()) == ["zeta", "alpha"]                     # finishes the publication
     assert keys(make()) == ["zeta", "alpha"] and make().cache.complete_shards() == [0]
 

@@ -5,8 +5,7 @@ import json
 import pytest
 
 import streamv2d as sv
-from conftest import tar_of
-from streamv2d.cache import through
+from conftest import fail_stats_writes, tar_of
 from streamv2d.cache.evict import evict
 from streamv2d.cache.journal import ShardJournal
 
@@ -24,23 +23,13 @@ def make(tmp_path):
 def test_a_full_disk_while_finishing_a_killed_publication_does_not_end_the_epoch(make, monkeypatch):
     """Finding: the disk-error handling covered a publication made right after the last row, not one finished for a
     killed run (a sealed journal): a full disk there raised out of the training epoch instead of streaming."""
-    real = through.write_json
-
-    def killed(path, document):
-        if path.endswith("_stats.json"):
-            raise KeyboardInterrupt("killed before the stats rename")
-        real(path, document)
-
-    monkeypatch.setattr(through, "write_json", killed)
+    undo = fail_stats_writes(monkeypatch, KeyboardInterrupt("killed before the stats rename"))
     with pytest.raises(KeyboardInterrupt):
         list(make())
-
-    def full(path, document):
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(through, "write_json", full)
+    undo()
+    undo = fail_stats_writes(monkeypatch, OSError(errno.ENOSPC, "No space left on device"))
     assert keys(make()) == ["k0", "k1", "k2"]                    # streamed, the shard left to finish later
-    monkeypatch.setattr(through, "write_json", real)
+    undo()
     assert keys(make()) == ["k0", "k1", "k2"] and make().cache.complete_shards() == [0]
 
 
