@@ -165,6 +165,9 @@ def _translate_distributor(distribution: dict, notes: List[str]) -> None:
     width comes from ``n_nodes`` × ``tasks_per_node``), and the ones with no meaning here are noted."""
     if distribution.get("distributor") == "pyspark":
         distribution["distributor"] = "spark"
+    if distribution.get("distributor", "multiprocessing") == "multiprocessing" and distribution.get("distributor_args"):
+        distribution.pop("distributor_args")   # as video2dataset: its local distributor reads none of them
+        notes.append("distribution.distributor_args: not used by the multiprocessing distributor")
     args = distribution.get("distributor_args")
     if distribution.get("distributor") != "slurm" or not isinstance(args, Mapping):
         return

@@ -58,12 +58,16 @@ def test_dataloader_args_reach_the_stages():
     assert any("num_threads" in note for note in job.notes)
 
 
-def test_distributor_args_pass_through_the_job():
+def test_distributor_args_reach_the_engine_or_are_noted():
     doc = yaml.safe_load(MAXED_OUT_READING)
     doc["distribution"]["distributor_args"] = {"cpus_per_task": 16, "n_nodes": 2, "partition": "cpu64"}
+    job = job_from_dict(doc)                                  # multiprocessing: video2dataset ignores them too
+    assert job.distributor_args == {} and any("distributor_args" in note for note in job.notes)
+    doc["distribution"]["distributor"] = "slurm"
     job = job_from_dict(doc)
-    assert job.distribution_args == {"cpus_per_task": 16, "n_nodes": 2, "partition": "cpu64"}
-    assert job.replace(processes=2).distribution_args == job.distribution_args
+    assert job.distributor == "slurm" and job.distributor_args["max_parallel"] == 2
+    assert set(job.distributor_args["sbatch_args"]) == {"--cpus-per-task=16", "--partition=cpu64"}
+    assert job.replace(processes=2).distributor_args == job.distributor_args
 
 
 def test_dataset_pages_configs_load():
