@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -157,14 +158,19 @@ class ShardProcessor:
 _POOLS: "weakref.WeakSet[ThreadPoolExecutor]" = weakref.WeakSet()
 
 
-def shutdown_pools() -> None:
-    """Let every fetch pool of this process finish what it runs and stop it (rows not started are dropped; a
-    pool is made again when needed). Call it before forking workers from a process that iterated a dataset
-    itself and stopped early: a fork while a pool thread is inside the C library (its resolver, say) can leave
-    a lock held forever in the child."""
-    for pool in list(_POOLS):
-        pool.shutdown(wait=True, cancel_futures=True)
+def shutdown_pools(timeout: float = 10.0) -> None:
+    """Stop every fetch pool of this process: rows not started are dropped, and running ones are waited for, up to
+    ``timeout`` seconds in all (a pool is made again when needed). Call it before forking workers from a process
+    that iterated a dataset itself and stopped early: a fork while a pool thread is inside the C library (its
+    resolver, say) can leave a lock held forever in the child."""
+    deadline = time.monotonic() + timeout
+    pools = list(_POOLS)
+    for pool in pools:
+        pool.shutdown(wait=False, cancel_futures=True)
         _POOLS.discard(pool)
+    for pool in pools:
+        for thread in list(getattr(pool, "_threads", ())):
+            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def _run_chain_at(index: int, sample: Sample, chain: Sequence[SubsamplerLike], epoch: int,
