@@ -196,11 +196,17 @@ def _optical_flow(args, context, notes):
     decoding = context.dataloader_args.get("decoder_kwargs") or {}
     if decoding.get("fps"):
         options["fps"] = decoding["fps"]
-    size = context.dataloader_args.get("resize_size")
-    if size:
-        options["size"] = min(size) if isinstance(size, (list, tuple)) else size
+    options.update(_resize_option(context))
     options["member"] = context.encode_formats.get("optical_flow", "npy")
     return [{"optical_flow": options}]
+
+
+def _resize_option(context) -> Dict[str, Any]:
+    """``dataloader_args.resize_size`` (one side, or ``[h, w]``: its shorter side) as a stage's ``size``."""
+    size = context.dataloader_args.get("resize_size")
+    if not size:
+        return {}
+    return {"size": min(size) if isinstance(size, (list, tuple)) else size}
 
 
 def _caption(args, context, notes):
@@ -213,9 +219,7 @@ def _caption(args, context, notes):
     decoding = context.dataloader_args.get("decoder_kwargs") or {}
     if decoding.get("n_frames"):
         options["num_frames"] = decoding["n_frames"]
-    size = context.dataloader_args.get("resize_size")
-    if size:
-        options["size"] = min(size) if isinstance(size, (list, tuple)) else size
+    options.update(_resize_option(context))
     if context.dataloader_args.get("batch_size"):
         options["batch_size"] = context.dataloader_args["batch_size"]
     return [{"caption": {**options, "field": "vblip", "to_txt": True}}]
