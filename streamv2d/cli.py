@@ -144,7 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "or fsspec URL")
     mat.add_argument("output", help="output folder (one output shard per input shard)")
     mat.add_argument("--config", help="YAML job file (ours, or a video2dataset config)")
-    mat.add_argument("--processes", type=_positive, default=None, help="worker processes (default: config or 1)")
+    mat.add_argument("--processes", type=_positive, default=None,
+                     help="worker processes (default: the config's, else one per usable CPU, at most one per shard)")
     mat.add_argument("--threads", type=_positive, help="concurrent fetches per process (default: config or 8)")
     mat.add_argument("--format", choices=["tar", "webdataset", "parquet", "files", "tfrecord", "dummy"],
                      help="output format (default tar)")

@@ -76,7 +76,7 @@ def job_from_dict(doc: Mapping[str, Any], source: Any = None, *, clip_col: Optio
     if "threads" in distribution:
         fetch["threads"] = positive_int("distribution.threads", distribution.pop("threads"))
     output_format = storage.pop("format", "tar")
-    processes = positive_int("distribution.processes", distribution.pop("processes", 1))
+    processes = positive_int("distribution.processes", distribution.pop("processes", None), allow_none=True)
     distributor = distribution.pop("distributor", "multiprocessing")
     distributor_args = distribution.pop("distributor_args", None) or {}
     if not isinstance(distributor_args, Mapping):

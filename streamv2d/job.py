@@ -28,7 +28,7 @@ class Job:
     """What to process and how: ``source`` (a table, tar shards or a :class:`~streamv2d.sources.Source`),
     ``table`` (:class:`TableOptions`, or a dict of its fields), ``fetch`` (:class:`FetchConfig` or a dict),
     ``subsamplers`` (in order), ``output_format`` of written shards (``tar``, ``parquet``, ``files``) and the
-    ``processes`` a local ``materialize`` runs, or the ``distributor`` (:mod:`streamv2d.engines`) and its
+    ``processes`` a local ``materialize`` runs (None: one per usable CPU, at most one per shard), or the ``distributor`` (:mod:`streamv2d.engines`) and its
     ``distributor_args`` running it on a cluster. ``notes`` are the video2dataset keys a config gave that mean
     nothing here, with the reason (printed by the CLI)."""
 
@@ -37,7 +37,7 @@ class Job:
     table: Union[TableOptions, Mapping[str, Any]] = field(default_factory=TableOptions)
     fetch: Union[FetchConfig, Mapping[str, Any], None] = field(default_factory=FetchConfig)
     output_format: str = "tar"
-    processes: int = 1
+    processes: Optional[int] = None
     distributor: str = "multiprocessing"
     distributor_args: Mapping[str, Any] = field(default_factory=dict)
     notes: List[str] = field(default_factory=list)
@@ -54,7 +54,7 @@ class Job:
             self.fetch = merged(self.fetch, storage_options=self.table.storage_options)
         positive_int("fetch.threads", self.fetch.threads)
         self.output_format = check_format(self.output_format)
-        self.processes = positive_int("processes", self.processes)
+        self.processes = positive_int("processes", self.processes, allow_none=True)
         from .engines import check_distributor
 
         self.distributor, self.distributor_args = check_distributor(self.distributor, self.distributor_args)

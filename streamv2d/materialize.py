@@ -68,7 +68,7 @@ def materialize(source: Any, output: str, job: Optional[Job] = None, *, processe
         changes["distributor_args"] = distributor_args
     job = (job or Job()).replace(**changes)
     job.require_cacheable("materialize")
-    processes = positive_int("processes", processes if processes is not None else job.processes)
+    asked = positive_int("processes", processes if processes is not None else job.processes, allow_none=True)
     shard_job = ShardJob(job)
     store = CacheStore.for_job(output, shard_job, fmt=job.output_format, flat=True, storage_options=storage_options,
                                tmp_dir=tmp_dir, lease_seconds=lease_seconds)
@@ -82,13 +82,13 @@ def materialize(source: Any, output: str, job: Optional[Job] = None, *, processe
     failed: List[int] = []
     submitted = None
     if job.distributor in LOCAL:
-        if 0 < len(todo) < processes:
-            print(f"{len(todo)} shard(s) to process: running {len(todo)} process(es) rather than {processes} "
+        if asked is not None and 0 < len(todo) < asked:
+            print(f"{len(todo)} shard(s) to process: running {len(todo)} process(es) rather than {asked} "
                   "(a shard is one process's unit of work; lower samples_per_shard for more parallelism)")
         if detach:
             raise ValueError("--detach: local processes end with the command; use the slurm distributor")
         if todo:
-            failed = _run(shard_job, store, todo, min(processes, len(todo)), progress)
+            failed = _run(shard_job, store, todo, min(asked or usable_cpus(), len(todo)), progress)
     elif todo:
         outcome = run_engine(job.distributor, shard_job, store, todo, job.distributor_args, progress=progress,
                              detach=detach)
@@ -96,6 +96,15 @@ def materialize(source: Any, output: str, job: Optional[Job] = None, *, processe
     summary = summarize(store.location.display(store.root), store.location.storage_options)
     written = 0 if detach else len(todo) - len(failed)
     return MaterializeResult(skipped, written, failed, summary, submitted)
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity, as a container or ``taskset`` limits it): the default
+    number of local processes."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:   # not on Linux
+        return os.cpu_count() or 1
 
 
 def _run(shard_job: ShardJob, store: CacheStore, todo: List[int], processes: int, progress: bool) -> List[int]:

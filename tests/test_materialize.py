@@ -215,3 +215,20 @@ def test_materialize_then_reprocess_then_train(tmp_path, url_rows):
     assert sorted(s["__key__"] for s in samples) == ["000000", "000001", "000010", "000011"]
     assert all(tuple(s["frames"].shape) == (2, 32, 32, 3) for s in samples)
     assert all(s["txt"].startswith("caption of") for s in samples)
+
+
+def test_default_processes_use_every_cpu_up_to_one_per_shard(tmp_path, url_rows, monkeypatch, capsys):
+    """With no ``processes`` given, materialize runs one process per usable CPU, never more than shards (the
+    default was 1: a 2-shard table ran serially on a many-core machine); an explicit count is kept."""
+    mat = sys.modules["streamv2d.materialize"]   # the package binds the name to the function
+    runs = []
+    monkeypatch.setattr(mat, "_run", lambda job, store, todo, processes, progress: runs.append(processes) or [])
+    table = write_csv(str(tmp_path / "t.csv"), url_rows[:6])
+    monkeypatch.setattr(mat, "usable_cpus", lambda: 8)
+    assert main(["materialize", table, str(tmp_path / "a"), "--samples-per-shard", "2", "-q"]) == 0
+    monkeypatch.setattr(mat, "usable_cpus", lambda: 2)
+    assert main(["materialize", table, str(tmp_path / "b"), "--samples-per-shard", "2", "-q"]) == 0
+    assert main(["materialize", table, str(tmp_path / "c"), "--samples-per-shard", "2", "--processes", "1",
+                 "-q"]) == 0
+    assert runs == [3, 2, 1]
+    assert "rather than" not in capsys.readouterr().out   # the default is not a request to warn about
