@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
+from . import profile
 from .decode.media import media_limits
 from .distribute.world import core_share
 from .fetch import Fetcher, FetchConfig
@@ -137,22 +138,26 @@ class ShardProcessor:
 
     def _process_row(self, index: int, row: Sample, truncated: bool, stages: Sequence[SubsamplerLike], epoch: int,
                      memo: Optional[Memo]) -> RowResult:
-        url = row.get("json", {}).get("url")
-        fetches = self.source.needs_fetch and is_success(row) and not truncated
-        remembered = memo(str(url)) if fetches and memo is not None and url else None
-        if remembered is not None:
-            record = mark_failed(row, remembered["status"], remembered["error_message"],
-                                 detail=remembered.get("error_detail") or "")
-            return RowResult(index, record, [record], permanent=True, replayed=True)
-        permanent = False
-        if fetches:
-            row, nbytes, permanent = self.fetcher.fetch_outcome(row)
-        else:
-            nbytes = sum(len(v) for v in row.values() if isinstance(v, bytes))
-        record = {"__key__": row["__key__"], "json": dict(row.get("json", {}))}
-        outputs = _run_chain_at(index, row, stages, epoch, self.config.max_pixels)
-        return RowResult(index, record, outputs, nbytes, permanent=permanent and not is_success(row),
-                         truncated=truncated)
+        """One row: fetched (unless its source holds the bytes), then through ``stages``; its CPU time by stage is
+        profiled (:mod:`streamv2d.profile`)."""
+        with profile.stage("row"):
+            url = row.get("json", {}).get("url")
+            fetches = self.source.needs_fetch and is_success(row) and not truncated
+            remembered = memo(str(url)) if fetches and memo is not None and url else None
+            if remembered is not None:
+                record = mark_failed(row, remembered["status"], remembered["error_message"],
+                                     detail=remembered.get("error_detail") or "")
+                return RowResult(index, record, [record], permanent=True, replayed=True)
+            permanent = False
+            if fetches:
+                with profile.stage("fetch"):
+                    row, nbytes, permanent = self.fetcher.fetch_outcome(row)
+            else:
+                nbytes = sum(len(v) for v in row.values() if isinstance(v, bytes))
+            record = {"__key__": row["__key__"], "json": dict(row.get("json", {}))}
+            outputs = _run_chain_at(index, row, stages, epoch, self.config.max_pixels)
+            return RowResult(index, record, outputs, nbytes, permanent=permanent and not is_success(row),
+                             truncated=truncated)
 
 
 _POOLS: "weakref.WeakSet[ThreadPoolExecutor]" = weakref.WeakSet()

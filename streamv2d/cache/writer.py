@@ -12,6 +12,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .. import profile
 from ..batching import batched
 from ..sample import Sample
 from ..sources import InputShard
@@ -103,6 +104,10 @@ class TarSpool:
 
     def write(self, sample: Sample) -> None:
         """Append one sample's members; all of them, or (on a crash) a tail past the last safe offset."""
+        with profile.stage("tar"):
+            self._append(sample)
+
+    def _append(self, sample: Sample) -> None:
         members = encode_sample(sample)
         key = _check_key(sample["__key__"], [ext for ext, _ in members])
         chunks = []

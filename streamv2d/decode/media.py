@@ -11,6 +11,8 @@ from typing import Iterator, List, Optional
 
 import av
 
+from .. import profile
+
 
 class MediaError(ValueError):
     """Bytes that cannot serve the request: undecodable, no video stream, too short, corrupt."""
@@ -212,7 +214,8 @@ def decode_packet(context, packet, wanted: bool) -> list:
     which gave wrong frames on B-frame files."""
     context.skip_frame = "DEFAULT" if wanted else "NONREF"
     try:
-        return context.decode(packet)
+        with profile.stage("decode"):
+            return context.decode(packet)
     except av.InvalidDataError as exc:   # also libavcodec's refusal of frames over max_pixels (see open_media)
         size = context.width * context.height
         raise MediaError(f"undecodable video packet: {context.width}x{context.height} frames ({size} pixels) "

@@ -5,6 +5,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Union
 
+from .. import profile
 from ..sample import FAILED_TO_SUBSAMPLE, Sample, is_success, mark_failed
 
 SubsamplerResult = Union[Sample, Iterable[Sample], None]
@@ -33,13 +34,15 @@ def run_chain(sample: Sample, chain: Sequence[SubsamplerLike]) -> List[Sample]:
     """Apply ``chain`` in order; failure records pass through untouched, exceptions become records."""
     samples = [sample]
     for subsampler in chain:
+        name = type(subsampler).__name__.lower() if profile.ENABLED else ""
         produced: List[Sample] = []
         for current in samples:
             if not is_success(current):
                 produced.append(current)
                 continue
             try:
-                produced.extend(_as_list(subsampler(current)))
+                with profile.stage(name):
+                    produced.extend(_as_list(subsampler(current)))
             except Exception as exc:  # bad bytes, a user's bug: one failed sample, never a dead epoch
                 produced.append(mark_failed(current, FAILED_TO_SUBSAMPLE, exc))
         samples = produced

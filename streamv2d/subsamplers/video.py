@@ -17,6 +17,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequ
 import av
 from av.video.frame import PictureType
 
+from .. import profile
 from ..decode.convert import frame_to_array
 from ..decode.media import (MediaError, decode_packet, duration_seconds, keyframe_timestamps, open_media,
                             seek_keyframe, skips_per_packet, start_seconds, stream_fps, video_stream)
@@ -427,7 +428,7 @@ class Transcode(Subsampler):
             audio_out = _AudioOut(oc, audio, self.encode, start, end) if audio is not None else None
             skip = self.fps is not None and self.fps.skip_nonref and rate < source_rate
             packets = _seek(container, video, start, *([audio_out.source] if audio_out is not None else []))
-            for frame, slots in decode_selected(packets, video, selector, skip, audio_out):
+            for frame, slots in decode_selected(profile.timed("demux", packets), video, selector, skip, audio_out):
                 sink.write(frame, slots)
             if sink.count == 0:
                 raise MediaError(f"no frames decoded in span {span}")
@@ -529,20 +530,23 @@ class VideoSink:
         return graph
 
     def write(self, frame, slots: range) -> None:
-        if self.graph is None:
-            self.graph = self._configure(frame)
-        self.graph.push(frame)
-        out = self.graph.pull()
+        with profile.stage("convert"):
+            if self.graph is None:
+                self.graph = self._configure(frame)
+            self.graph.push(frame)
+            out = self.graph.pull()
         for k in slots:
             if k < self.count:  # never go back in time (VFR input)
                 continue
             out.pts, out.time_base = k, self.time_base
             out.pict_type = PictureType.NONE  # the encoder places keyframes, not the source's GOP
-            self.oc.mux(self.stream.encode(out))
+            with profile.stage("encode"):
+                self.oc.mux(self.stream.encode(out))
             self.count = k + 1
 
     def flush(self) -> None:
-        self.oc.mux(self.stream.encode(None))
+        with profile.stage("encode"):
+            self.oc.mux(self.stream.encode(None))
 
 
 class _AudioOut:
