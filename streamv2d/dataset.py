@@ -42,6 +42,8 @@ class VideoDataset(IterableDataset):
         fetch: a :class:`FetchConfig` or dict of its fields; ``fetch_threads`` overrides its ``threads``.
         shuffle_shards: visit shards in an order drawn from ``(seed, epoch)``.
         shuffle_buffer: size of a per-consumer sample shuffle buffer (0: keep order).
+        shuffle_initial: start drawing once the buffer holds this many samples, growing it to ``shuffle_buffer``
+            as it goes (default: ``shuffle_buffer``, a full buffer first): a smaller value starts sooner.
         samples_per_rank: fixed-length mode for DDP — every rank yields exactly this many samples per epoch,
             topping up from its own shards; without it (default) every success is yielded exactly once.
         yield_failures: also yield failure records (``json["status"] != "success"``, no media).
@@ -72,6 +74,7 @@ class VideoDataset(IterableDataset):
         fetch_threads: Optional[int] = None,
         shuffle_shards: bool = False,
         shuffle_buffer: int = 0,
+        shuffle_initial: Optional[int] = None,
         seed: int = 0,
         samples_per_rank: Optional[int] = None,
         yield_failures: bool = False,
@@ -95,6 +98,10 @@ class VideoDataset(IterableDataset):
             fetch_config = merged(fetch_config, threads=positive_int("fetch_threads", fetch_threads))
         self.job = Job(source=source, subsamplers=subsamplers, table=TableOptions(**table_options), fetch=fetch_config)
         self.shuffle_buffer = positive_int("shuffle_buffer", shuffle_buffer, minimum=0)
+        self.shuffle_initial = positive_int("shuffle_initial", shuffle_initial, allow_none=True)
+        if self.shuffle_initial is not None and not self.shuffle_initial <= self.shuffle_buffer:
+            raise ValueError(f"shuffle_initial: {shuffle_initial} must be at most shuffle_buffer "
+                             f"({shuffle_buffer}); set shuffle_buffer too")
         self.samples_per_rank = positive_int("samples_per_rank", samples_per_rank, allow_none=True)
         self.batch_size = positive_int("batch_size", batch_size, allow_none=True)
         if collate_fn is not None and not callable(collate_fn):
@@ -198,7 +205,7 @@ class VideoDataset(IterableDataset):
         else:
             node = FixedLength(reader, top_up_pools(self._order(epoch), world), quota(self.samples_per_rank, world))
         if self.shuffle_buffer > 1:
-            node = Shuffler(node, self.shuffle_buffer, f"{self.seed}/{epoch}/{world}")
+            node = Shuffler(node, self.shuffle_buffer, f"{self.seed}/{epoch}/{world}", self.shuffle_initial)
         if self.batch_size:
             node = Batcher(node, self.batch_size, self.collate_fn)
         if state is not None:
@@ -258,5 +265,7 @@ class VideoDataset(IterableDataset):
             document = [self.source.fingerprint(), [describe(s) for s in self.job.chain.stages], self.seed,
                         self.shuffle_shards, self.shuffle_buffer, self.samples_per_rank, self.yield_failures,
                         self.batch_size, self.resampled]
+            if self.shuffle_initial not in (None, self.shuffle_buffer):   # states saved before it stay valid
+                document.append(self.shuffle_initial)
             self._identity = hashlib.sha256(json.dumps(document).encode()).hexdigest()[:16]
         return self._identity

@@ -284,3 +284,49 @@ def test_ranks_from_the_environment_resume_and_reshard(table, monkeypatch):
     fresh.load_state_dict(sv.reshard_state(states, num_workers=2, world_size=1))
     tail = keys(list(fresh))
     assert sorted(head + tail) == sorted(keys(list(dataset(table)))) and len(head + tail) == 12
+
+
+def _reader(rows=20, per_shard=5):
+    """A ShardReader over ``rows`` synthetic rows in shards of ``per_shard``, and the rows each pull read."""
+    from streamv2d.loader.nodes import ShardReader
+
+    pulled = []
+
+    def row_groups(shard, start_row, stop_row=None):
+        for row in range(start_row, per_shard if stop_row is None else stop_row):
+            pulled.append((shard, row))
+            yield row, [{"__key__": f"{shard:05d}{row:04d}", "json": {"status": "success"}}]
+
+    return ShardReader(row_groups, [[k, 0, 0] for k in range(rows // per_shard)]), pulled
+
+
+def test_a_shuffle_buffer_with_initial_yields_before_it_is_full_and_resumes():
+    """``shuffle_initial``: the first sample after ``initial`` rows (a full buffer waited for ``size``); the
+    buffer then grows to ``size``; every row once; a state taken midway resumes in the same order."""
+    from streamv2d.loader.nodes import Shuffler
+
+    full_reader, full_pulled = _reader()
+    full = Shuffler(full_reader, 8, "k")
+    next(full)
+    assert len(full_pulled) == 8
+    reader, pulled = _reader()
+    shuffler = Shuffler(reader, 8, "k", initial=2)
+    order = [next(shuffler)["__key__"]]
+    assert len(pulled) == 4                          # 2 to start, then 2 more per draw while below the size
+    order += [next(shuffler)["__key__"] for _ in range(5)]
+    assert len(shuffler.get_state()["buffer"]) == len(full.get_state()["buffer"]) == 7   # grown to the size
+    state = json.loads(json.dumps(shuffler.get_state()))
+    order += [s["__key__"] for s in shuffler]
+    assert sorted(order) == sorted(f"{k:05d}{r:04d}" for k in range(4) for r in range(5))
+    again = Shuffler(_reader()[0], 8, "k", initial=2)
+    again.reset(state)
+    assert [s["__key__"] for s in again] == order[6:]
+
+
+def test_shuffle_initial_is_checked_when_given(table):
+    with pytest.raises(ValueError, match="shuffle_initial: 5 must be at most shuffle_buffer"):
+        dataset(table, shuffle_buffer=4, shuffle_initial=5)
+    with pytest.raises(ValueError, match="shuffle_initial"):
+        dataset(table, shuffle_buffer=4, shuffle_initial=0)
+    fast = [s["__key__"] for s in dataset(table, shuffle_buffer=4, shuffle_initial=1, seed=3)]
+    assert sorted(fast) == sorted(s["__key__"] for s in dataset(table))

@@ -100,12 +100,15 @@ class ShardReader(Node):
 
 class Shuffler(Node):
     """A reservoir shuffle buffer of ``size`` items over a :class:`ShardReader` (or anything with its ``last``
-    and ``sample_at``): filled, then each item drawn at random and replaced by the next. Its state holds the
+    and ``sample_at``): filled to ``initial`` items (default: ``size``), then each item drawn at random and
+    replaced by the next — by two while the buffer is below ``size``, so it grows to it (webdataset's
+    ``initial``: the first sample comes after ``initial`` rows, not ``size``). Its state holds the
     upstream position and the positions of the buffered samples, so a resumed run rebuilds the buffer (those
     rows are fetched again) and continues in the uninterrupted order. Draw ``n`` is made from ``(key, n)``."""
 
-    def __init__(self, upstream: ShardReader, size: int, key: str):
+    def __init__(self, upstream: ShardReader, size: int, key: str, initial: Optional[int] = None):
         self.upstream, self.size, self.key = upstream, size, key
+        self.initial = size if initial is None else initial
         self.reset(None)
 
     def reset(self, initial_state: Optional[Dict[str, Any]] = None) -> None:
@@ -126,14 +129,20 @@ class Shuffler(Node):
         self._draws += 1
         return pick
 
+    def _pull(self) -> None:
+        try:
+            sample = next(self.upstream)
+        except StopIteration:
+            self._exhausted = True
+            return
+        self._buffer.append((self.upstream.last, sample))
+
     def __next__(self) -> Sample:
-        while not self._exhausted and len(self._buffer) < self.size:
-            try:
-                sample = next(self.upstream)
-            except StopIteration:
-                self._exhausted = True
-                break
-            self._buffer.append((self.upstream.last, sample))
+        while not self._exhausted and len(self._buffer) < self.initial:
+            self._pull()
+        for _ in range(2):
+            if not self._exhausted and len(self._buffer) < self.size:
+                self._pull()
         if not self._buffer:
             raise StopIteration
         index = self._draw(len(self._buffer))
