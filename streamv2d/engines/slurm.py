@@ -2,7 +2,10 @@
 
 The opened ShardJob and the store are pickled once into the store's hidden folder (``.streamv2d/jobs/``),
 which every node reaches by definition; each task loads it and runs its group (``python -m
-streamv2d.engines.slurm JOBFILE TASK``). Tasks inherit the submitting environment (``sbatch`` exports it), so
+streamv2d.engines.slurm JOBFILE TASK``). The file is signed (HMAC-SHA256) with a key made for the submission
+that reaches the tasks only through their environment (``STREAMV2D_JOB_KEY``, exported by ``sbatch``, never on a
+command line or in the store): a task unpickles nothing anyone with write access to the store could have put
+there. Tasks inherit the submitting environment (``sbatch`` exports it), so
 they need the same Python environment and, for an object store, credentials from the environment or fsspec
 config rather than ``storage_options`` given in Python.
 
@@ -11,8 +14,11 @@ config rather than ``storage_options`` given in Python.
 ``log_dir`` (default the store's hidden folder, or the scratch folder for object stores), ``poll_seconds``."""
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import pickle
+import secrets
 import subprocess
 import sys
 import uuid
@@ -24,6 +30,10 @@ from ..cache.layout import meta_dir
 from .base import POLL_SECONDS, follow, last_line, poll_store, run_shard
 
 
+#: The environment variable carrying a submission's signing key to its tasks.
+KEY_VARIABLE = "STREAMV2D_JOB_KEY"
+
+
 def run(shard_job, store, todo: List[int], args: Dict[str, Any], *, progress: bool, detach: bool):
     per_task = int(args.get("shards_per_task", 1))
     if per_task < 1:
@@ -32,9 +42,11 @@ def run(shard_job, store, todo: List[int], args: Dict[str, Any], *, progress: bo
     job_file = f"{meta_dir(store.root)}/jobs/{uuid.uuid4().hex}.pkl"
     if store.location.local:
         os.makedirs(os.path.dirname(job_file), exist_ok=True)
+    key = secrets.token_hex(32)
+    payload = pickle.dumps((shard_job, store, groups))
     with store.location.open(job_file, "wb") as f:
-        pickle.dump((shard_job, store, groups), f)
-    job_id = submit(store.location.display(job_file), len(groups), args, _log_dir(store, args))
+        f.write(_signature(key, payload) + payload)
+    job_id = submit(store.location.display(job_file), len(groups), args, _log_dir(store, args), key)
     if detach:
         return job_id
     events = poll_store(store, todo, lambda: running(job_id), lambda: _failures(store, todo),
@@ -48,15 +60,21 @@ def _log_dir(store, args: Dict[str, Any]) -> str:
     return folder
 
 
-def submit(job_file: str, tasks: int, args: Dict[str, Any], log_dir: str) -> str:
-    """Submit the array of ``tasks`` tasks running ``job_file``; its job id (ValueError with sbatch's message)."""
+def _signature(key: str, payload: bytes) -> bytes:
+    return hmac.new(bytes.fromhex(key), payload, hashlib.sha256).digest()
+
+
+def submit(job_file: str, tasks: int, args: Dict[str, Any], log_dir: str, key: str) -> str:
+    """Submit the array of ``tasks`` tasks running ``job_file`` signed with ``key``; its job id (ValueError with
+    sbatch's message)."""
     array = f"0-{tasks - 1}" + (f"%{int(args['max_parallel'])}" if args.get("max_parallel") else "")
     script = f"#!/bin/sh\nexec {args.get('python', sys.executable)} -m streamv2d.engines.slurm {job_file} " \
              "$SLURM_ARRAY_TASK_ID\n"
     command = ["sbatch", "--parsable", f"--array={array}", "--job-name=streamv2d",
                f"--output={os.path.join(log_dir, '%A_%a.log')}", *list(args.get("sbatch_args") or [])]
     try:
-        done = subprocess.run(command, input=script, capture_output=True, text=True, check=False)
+        done = subprocess.run(command, input=script, capture_output=True, text=True, check=False,
+                              env={**os.environ, KEY_VARIABLE: key})
     except FileNotFoundError:
         raise ValueError("distributor slurm: sbatch is not on PATH (run on a Slurm login node)") from None
     if done.returncode != 0:
@@ -83,7 +101,15 @@ def _failures(store, todo: Sequence[int]) -> Dict[int, str]:
 def task_main(job_file: str, task: int) -> int:
     """One array task: the shards of group ``task``; exit 1 when any of them failed (the others still run)."""
     with fsspec.open(job_file, "rb") as f:   # credentials for a store come from the environment
-        shard_job, store, groups = pickle.load(f)
+        signed = f.read()
+    key = os.environ.get(KEY_VARIABLE)
+    if not key:
+        raise SystemExit(f"{job_file}: {KEY_VARIABLE} is not set: this task was not submitted by streamv2d")
+    signature, payload = signed[:32], signed[32:]
+    if not hmac.compare_digest(signature, _signature(key, payload)):
+        raise SystemExit(f"{job_file}: the signature does not match: the job file was changed after submission; "
+                         "nothing of it is run")
+    shard_job, store, groups = pickle.loads(payload)
     status = 0
     for shard_id in groups[task]:
         try:
