@@ -5,9 +5,9 @@ which every node reaches by definition; each task loads it and runs its group (`
 streamv2d.engines.slurm JOBFILE TASK``). The file is signed (HMAC-SHA256) with a key made for the submission
 that reaches the tasks only through their environment (``STREAMV2D_JOB_KEY``, exported by ``sbatch``, never on a
 command line or in the store): a task unpickles nothing anyone with write access to the store could have put
-there. Tasks inherit the submitting environment (``sbatch`` exports it), so
-they need the same Python environment and, for an object store, credentials from the environment or fsspec
-config rather than ``storage_options`` given in Python.
+there. Tasks inherit the submitting environment (``sbatch`` exports it), so they need the same Python
+environment; the store's ``storage_options`` given in Python reach them the same way as the key
+(``STREAMV2D_JOB_STORAGE``, JSON), so the tasks can read the job file from an object store.
 
 ``distributor_args``: ``shards_per_task`` (default 1), ``max_parallel`` (array tasks at once), ``sbatch_args``
 (a list, e.g. ``["--partition=cpu", "--cpus-per-task=4"]``), ``python`` (default this interpreter),
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import os
 import pickle
 import secrets
@@ -30,8 +31,8 @@ from ..cache.layout import meta_dir
 from .base import POLL_SECONDS, follow, last_line, poll_store, run_shard
 
 
-#: The environment variable carrying a submission's signing key to its tasks.
-KEY_VARIABLE = "STREAMV2D_JOB_KEY"
+#: The environment variables carrying a submission's signing key, and its store's storage options, to its tasks.
+KEY_VARIABLE, STORAGE_VARIABLE = "STREAMV2D_JOB_KEY", "STREAMV2D_JOB_STORAGE"
 
 
 def run(shard_job, store, todo: List[int], args: Dict[str, Any], *, progress: bool, detach: bool):
@@ -46,7 +47,8 @@ def run(shard_job, store, todo: List[int], args: Dict[str, Any], *, progress: bo
     payload = pickle.dumps((shard_job, store, groups))
     with store.location.open(job_file, "wb") as f:
         f.write(_signature(key, payload) + payload)
-    job_id = submit(store.location.display(job_file), len(groups), args, _log_dir(store, args), key)
+    environment = {KEY_VARIABLE: key, STORAGE_VARIABLE: _options_text(store.location.storage_options)}
+    job_id = submit(store.location.display(job_file), len(groups), args, _log_dir(store, args), environment)
     if detach:
         return job_id
     events = poll_store(store, todo, lambda: running(job_id), lambda: _failures(store, todo),
@@ -60,13 +62,21 @@ def _log_dir(store, args: Dict[str, Any]) -> str:
     return folder
 
 
+def _options_text(options: Dict[str, Any]) -> str:
+    try:
+        return json.dumps(options or {})
+    except TypeError as exc:
+        raise ValueError(f"distributor slurm: storage_options must be JSON to reach the tasks ({exc}); give the "
+                         "store's credentials through the environment or fsspec's config instead") from None
+
+
 def _signature(key: str, payload: bytes) -> bytes:
     return hmac.new(bytes.fromhex(key), payload, hashlib.sha256).digest()
 
 
-def submit(job_file: str, tasks: int, args: Dict[str, Any], log_dir: str, key: str) -> str:
-    """Submit the array of ``tasks`` tasks running ``job_file`` signed with ``key``; its job id (ValueError with
-    sbatch's message)."""
+def submit(job_file: str, tasks: int, args: Dict[str, Any], log_dir: str, environment: Dict[str, str]) -> str:
+    """Submit the array of ``tasks`` tasks running ``job_file``, with ``environment`` added to what they inherit;
+    its job id (ValueError with sbatch's message)."""
     array = f"0-{tasks - 1}" + (f"%{int(args['max_parallel'])}" if args.get("max_parallel") else "")
     script = f"#!/bin/sh\nexec {args.get('python', sys.executable)} -m streamv2d.engines.slurm {job_file} " \
              "$SLURM_ARRAY_TASK_ID\n"
@@ -74,7 +84,7 @@ def submit(job_file: str, tasks: int, args: Dict[str, Any], log_dir: str, key: s
                f"--output={os.path.join(log_dir, '%A_%a.log')}", *list(args.get("sbatch_args") or [])]
     try:
         done = subprocess.run(command, input=script, capture_output=True, text=True, check=False,
-                              env={**os.environ, KEY_VARIABLE: key})
+                              env={**os.environ, **environment})
     except FileNotFoundError:
         raise ValueError("distributor slurm: sbatch is not on PATH (run on a Slurm login node)") from None
     if done.returncode != 0:
@@ -100,7 +110,7 @@ def _failures(store, todo: Sequence[int]) -> Dict[int, str]:
 
 def task_main(job_file: str, task: int) -> int:
     """One array task: the shards of group ``task``; exit 1 when any of them failed (the others still run)."""
-    with fsspec.open(job_file, "rb") as f:   # credentials for a store come from the environment
+    with fsspec.open(job_file, "rb", **json.loads(os.environ.get(STORAGE_VARIABLE) or "{}")) as f:
         signed = f.read()
     key = os.environ.get(KEY_VARIABLE)
     if not key:
