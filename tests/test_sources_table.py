@@ -185,3 +185,22 @@ def test_a_utf8_byte_order_mark_is_not_part_of_the_first_row(tmp_path, fmt, comp
         f.write(b"\xef\xbb\xbf" + open(plain, "rb").read())
     src = TableSource(path, table_cache=str(tmp_path / "cache"))
     assert [r["json"]["url"] for r in src.read(src.shards()[0])] == [r["url"] for r in ROWS[:3]]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_a_listed_text_table_reads_on_a_node_without_its_arrow_copy(tmp_path, fmt):
+    """An engine ships the listed source to tasks on other nodes, where the Arrow copy made at listing does not
+    exist: the task makes its own copy (it failed with "No such file"), and refuses a table changed since."""
+    import pickle
+    import shutil
+
+    table = write_table(tmp_path / f"urls.{fmt}", fmt)
+    listed = TableSource(table, samples_per_shard=5, table_cache=str(tmp_path / "cache"))
+    shipped = pickle.dumps(listed)
+    shutil.rmtree(tmp_path / "cache")                       # another node: nothing of the listing's copy
+    task = pickle.loads(shipped)
+    assert [r["json"]["url"] for r in task.read(task.shards()[2])] == [r["url"] for r in ROWS[10:15]]
+    shutil.rmtree(tmp_path / "cache")
+    write_table(tmp_path / f"urls.{fmt}", fmt, ROWS[:20])   # changed after the job was listed
+    with pytest.raises(SourceError, match="content changed since the job was listed"):
+        list(pickle.loads(shipped).read(listed.shards()[0]))

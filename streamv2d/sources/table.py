@@ -97,6 +97,7 @@ class _TableFile:
     content: str                         # digest of what the file holds (see ``TableSource.fingerprint``)
     types: Dict[str, pa.DataType]        # the Arrow type of each column read
     group_starts: Tuple[int, ...] = ()   # parquet: the first row of each row group
+    fmt: str = "parquet"                 # the format it was read as (a text table's Arrow copy is made from it)
 
 
 @dataclass
@@ -194,7 +195,8 @@ class TableSource:
             arrow_path, content = self._convert(path, fmt)
             with pa.memory_map(arrow_path) as mm:
                 table = pa.ipc.open_file(mm).read_all()
-            return _TableFile(path, arrow_path, "arrow", table.num_rows, first_shard, content, _types(table.schema))
+            return _TableFile(path, arrow_path, "arrow", table.num_rows, first_shard, content, _types(table.schema),
+                              fmt=fmt)
         except SourceError:
             raise
         except (OSError, pa.ArrowException, ValueError, UnicodeDecodeError) as exc:
@@ -296,9 +298,22 @@ class TableSource:
     def _rows(self, shard: InputShard) -> pa.Table:
         table_file = self._by_path[shard.path]
         if table_file.kind == "arrow":
-            mm = pa.memory_map(table_file.readable)
+            mm = pa.memory_map(self._arrow_copy(table_file))
             return pa.ipc.open_file(mm).read_all().slice(shard.start, shard.num_rows)
         return self._parquet_rows(table_file, shard.start, shard.stop)
+
+    def _arrow_copy(self, table_file: _TableFile) -> str:
+        """The local Arrow copy of a text table, made again where it is missing — a task on another node than
+        the one that listed the job — and checked to hold what the listing saw (its shards and keys depend on
+        it)."""
+        if not os.path.exists(table_file.readable):
+            readable, content = self._convert(table_file.path, table_file.fmt)
+            if content != table_file.content:
+                raise SourceError(f"{table_file.path}: its content changed since the job was listed; start the job "
+                                  "again to list it anew")
+            table_file = self._by_path[table_file.path] = replace(table_file, readable=readable)
+            self._files = [table_file if f.path == table_file.path else f for f in self._files]
+        return table_file.readable
 
     def _parquet_rows(self, table_file: _TableFile, start: int, stop: int) -> pa.Table:
         """Rows ``[start, stop)`` from a forward-streaming cursor. A consumer reads its shards in increasing
