@@ -1,4 +1,5 @@
-"""The ``streamv2d`` command line: ``demo``, ``materialize``, ``stats``, ``status``, ``video2dataset``."""
+"""The ``streamv2d`` command line: ``demo``, ``materialize``, ``reshard``, ``reprocess``, ``stats``, ``status``,
+``video2dataset``."""
 from __future__ import annotations
 
 import argparse
@@ -62,6 +63,49 @@ def _materialize(args: argparse.Namespace) -> int:
         print(f"submitted {job.distributor if args.distributor is None else args.distributor} job "
               f"{result.submitted}; follow it with: streamv2d status {args.output}")
         return 0
+    print("\n".join(result.summary.lines()))
+    if result.failed:
+        print(f"{len(result.failed)} shard(s) could not be completed ({result.failed[:10]}): run the same "
+              "command again to resume them", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _reshard(args: argparse.Namespace) -> int:
+    from .workflows import reshard
+
+    return _workflow("reshard", lambda: reshard(args.inputs, args.output, args.samples_per_shard,
+                                                output_format=args.format or "tar", processes=args.processes,
+                                                progress=not args.quiet, tmp_dir=args.tmp_dir))
+
+
+def _reprocess(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .workflows import reprocess
+
+    def run():
+        job = load_config(args.config)
+        for line in job.notes:
+            print(f"config: ignored {line}", file=sys.stderr)
+        if args.format:
+            job = job.replace(output_format=args.format)
+        return reprocess(args.input, args.output, job=job, processes=args.processes, progress=not args.quiet,
+                         tmp_dir=args.tmp_dir)
+    return _workflow("reprocess", run)
+
+
+def _workflow(name: str, run) -> int:
+    """Run a workflow (a materialize over a source it builds) and report it as ``materialize`` does."""
+    from .errors import StreamV2DError
+
+    try:
+        result = run()
+    except (StreamV2DError, ValueError, OSError, ImportError) as exc:
+        print(f"streamv2d {name}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\nstreamv2d {name}: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
     print("\n".join(result.summary.lines()))
     if result.failed:
         print(f"{len(result.failed)} shard(s) could not be completed ({result.failed[:10]}): run the same "
@@ -168,6 +212,28 @@ def build_parser() -> argparse.ArgumentParser:
                                                        "output (default: the system temp dir)")
     mat.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     mat.set_defaults(run=_materialize)
+
+    workflow = argparse.ArgumentParser(add_help=False, parents=[common])
+    workflow.add_argument("--processes", type=_positive, default=None, help="worker processes (default 1)")
+    workflow.add_argument("--format", choices=["tar", "webdataset", "parquet", "files", "tfrecord", "dummy"],
+                          help="output format (default tar)")
+    workflow.add_argument("--tmp-dir", dest="tmp_dir", help="local scratch for an object-store output")
+    workflow.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    resh = commands.add_parser("reshard", parents=[workflow],
+                               help="merge datasets' tar shards into shards of another size, keys made unique")
+    resh.add_argument("inputs", nargs="+", help="output folders, tar patterns or tars (local or fsspec), in order")
+    resh.add_argument("output", help="output folder")
+    resh.add_argument("--samples-per-shard", dest="samples_per_shard", type=_positive, required=True,
+                      help="samples in each output shard")
+    resh.set_defaults(run=_reshard, processes=1)
+    repr_ = commands.add_parser("reprocess", parents=[workflow],
+                                help="run metadata stages over tar shards into metadata-only shards that zip "
+                                     "with them")
+    repr_.add_argument("input", help="the shards' folder, tar pattern or tars (local or fsspec)")
+    repr_.add_argument("output", help="folder for the metadata shards")
+    repr_.add_argument("--config", required=True, help="YAML job file whose subsamplers are the metadata stages "
+                                                       "(ours, or a video2dataset config)")
+    repr_.set_defaults(run=_reprocess)
 
     stats = commands.add_parser("stats", parents=[common],
                                 help="summarise a folder of *_stats.json (success rates, errors, sizes)")
