@@ -51,6 +51,8 @@ def _materialize(args: argparse.Namespace) -> int:
             changes["distributor_args"] = args.distributor_args
         if args.distributor is not None:
             changes.update(distributor=args.distributor, distributor_args=args.distributor_args or {})
+        if args.samples_per_shard and _names_tars(args.input):   # tar shards cut anew: see streamv2d reshard
+            changes["source"] = _resharded(args.input, args.samples_per_shard, job.replace(**changes))
         result = materialize(None, args.output, job.replace(**changes), processes=args.processes,
                              progress=not args.quiet, detach=args.detach, tmp_dir=args.tmp_dir)
     except (StreamV2DError, ValueError, OSError, ImportError) as exc:
@@ -112,6 +114,21 @@ def _workflow(name: str, run) -> int:
               "command again to resume them", file=sys.stderr)
         return 1
     return 0
+
+
+def _names_tars(spec: str) -> bool:
+    """Whether ``spec`` is tar shards: tar paths, or a local folder of them (a materialize output)."""
+    from .sources.tar import looks_like_tar_spec
+
+    return os.path.isdir(spec) or looks_like_tar_spec(spec)
+
+
+def _resharded(spec: str, samples_per_shard: int, job):
+    """The tar shards of ``spec`` cut every ``samples_per_shard`` samples, read under ``job``'s limits."""
+    from .workflows import ReshardSource
+
+    return ReshardSource(spec, samples_per_shard, storage_options=job.table.storage_options,
+                         max_member_bytes=job.fetch.max_bytes, allow_pickle=job.fetch.allow_pickle_members)
 
 
 def _settings(items: List[str], flag: str) -> List["tuple[str, object]"]:
@@ -198,7 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     mat.add_argument("--save-additional-columns", dest="save_additional_columns", nargs="+", metavar="COLUMN",
                      help="columns carried into each sample's json")
     mat.add_argument("--samples-per-shard", dest="samples_per_shard", type=_positive,
-                     help="rows per input shard (default 1000)")
+                     help="rows per input shard (default 1000); with tar shards as input, "
+                          "they are cut anew into shards of this many samples (as streamv2d reshard)")
     mat.add_argument("--input-format", dest="input_format", help="csv, tsv, json, jsonl, parquet or txt")
     mat.add_argument("--fetch", action="append", default=[], metavar="KEY=VALUE",
                      help="a fetch and input-policy setting (a FetchConfig field), e.g. max_bytes=1GiB, "

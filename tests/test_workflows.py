@@ -147,6 +147,13 @@ def test_reshard_command_line(tmp_path, capsys):
     assert rows == ["000000", "000001", "000002", "000003", "000004", "000010"]
 
 
+def test_materialize_of_tar_shards_honours_samples_per_shard(tmp_path):
+    a = dataset(tmp_path / "a", "a", [3, 4])
+    assert main(["materialize", a, str(tmp_path / "out"), "--samples-per-shard", "5", "-q"]) == 0
+    keys = [s["__key__"] for s in read_tars(tmp_path / "out")]
+    assert keys == ["000000", "000001", "000002", "000003", "000004", "000010", "000011"]
+
+
 def test_tar_count_matches_the_samples_read(tmp_path):
     path = str(tmp_path / "x.tar")
     with tarfile.open(path, "w") as tar:
