@@ -118,7 +118,7 @@ def test_reshard_refuses_pickle_members(tmp_path):
     assert record["status"] == "failed_to_download" and "pickle" in record["error_message"]
 
 
-def test_reshard_reads_and_writes_object_stores(tmp_path, bucket):
+def test_reshard_reads_and_writes_object_stores(tmp_path, bucket):  # noqa: F811  (the fixture)
     local = dataset(tmp_path / "a", "a", [2, 3], failed={3})
     fs, root = fsspec.core.url_to_fs(bucket)
     for path in glob.glob(os.path.join(local, "*.tar")):
@@ -130,7 +130,8 @@ def test_reshard_reads_and_writes_object_stores(tmp_path, bucket):
     remote = {p.rsplit("/", 1)[1]: fs.cat_file(p) for p in fs.find(f"{root}/out") if "/.streamv2d/" not in p}
     assert sorted(remote) == ["00000.parquet", "00000.tar", "00000_stats.json", "00001.parquet", "00001.tar",
                               "00001_stats.json"]
-    with tarfile.open(fileobj=io.BytesIO(remote["00001.tar"])) as tar, tarfile.open(tmp_path / "out" / "00001.tar") as ref:
+    reference = tmp_path / "out" / "00001.tar"
+    with tarfile.open(fileobj=io.BytesIO(remote["00001.tar"])) as tar, tarfile.open(reference) as ref:
         assert tar.getnames() == ref.getnames() == ["000010.json", "000010.mp4", "000010.txt"]
         assert tar.extractfile("000010.mp4").read() == b"a4" * 50
 

@@ -95,8 +95,8 @@ class TarSource:
 
     def _samples(self, tar: tarfile.TarFile, url: str, start: int = 0, payloads: bool = True) -> Iterator[Sample]:
         """The members grouped into samples, from the ``start``-th (without ``payloads``: keys only, nothing
-        read); the group read when the tar breaks is yielded before the error. The keys seen are remembered to refuse duplicates: one set per tar, the shard's own
-        size."""
+        read); the group read when the tar breaks is yielded before the error. The keys seen are remembered to
+        refuse duplicates: one set per tar, the shard's own size."""
         seen: Set[str] = set()
         group: Optional[_Group] = None
         try:

@@ -12,10 +12,11 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..job import Job
 from ..materialize import MaterializeResult, materialize
-from ..sample import Sample
+from ..sample import Sample, key_widths
 from ..shard import ShardJob
 from ..subsamplers import Subsampler, SubsamplerLike
 from ..subsamplers.video import VideoOp
+from .reshard import tar_spec
 
 
 def metadata_members(stage: SubsamplerLike) -> Tuple[str, ...]:
@@ -45,6 +46,7 @@ class OnePerSample(Subsampler):
     def __init__(self, stage: SubsamplerLike) -> None:
         self.stage = stage
         self.metadata_fields = dict(getattr(stage, "metadata_fields", None) or {})
+        self.cacheable = getattr(stage, "cacheable", True)   # a stage making tensors is refused by materialize
 
     def __call__(self, sample: Sample) -> Sample:
         key = sample["__key__"]
@@ -98,10 +100,8 @@ def reprocess(source: Any, output: str, subsamplers: Optional[Sequence[Subsample
     list of tars, local or fsspec) into dedicated metadata shards in ``output``: json plus the stages' members,
     one sample per source sample under its key, shard ``k`` named as source shard ``k``; resumable and
     idempotent like :func:`~streamv2d.materialize`. ``job`` gives the other settings (output format, fetch
-    limits, processes) and, when ``subsamplers`` is None, the stages; a stage that makes no metadata or changes the media is refused before anything runs."""
-    from ..sample import key_widths
-    from .reshard import tar_spec
-
+    limits, processes) and, when ``subsamplers`` is None, the stages; a stage that makes no metadata or changes
+    the media is refused before anything runs."""
     base = job or Job()
     table = {"storage_options": storage_options} if storage_options else {}
     stages = list(base.subsamplers if subsamplers is None else subsamplers)

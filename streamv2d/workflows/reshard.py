@@ -70,8 +70,9 @@ class ReshardSource:
         return self._shards
 
     def fingerprint(self) -> str:
-        """The tars' content digests, in order, and the shard size."""
-        return hashlib.sha256(f"reshard{self.samples_per_shard}{self.tars.fingerprint()}".encode()).hexdigest()[:16]
+        """The tars' content digests and paths (``source_shard`` names them), in order, and the shard size."""
+        document = [self.samples_per_shard, self.tars.fingerprint(), self.tars.paths]
+        return hashlib.sha256(f"reshard{document}".encode()).hexdigest()[:16]
 
     def metadata_fields(self) -> Dict[str, str]:
         return dict(PROVENANCE)
