@@ -21,7 +21,7 @@ _EXPORTS = {
     "ShardStats": "stats", "FPS": "subsamplers", "Audio": "subsamplers", "Clip": "subsamplers",
     "CutDetection": "subsamplers", "Encode": "subsamplers", "Frames": "subsamplers", "MediaError": "subsamplers",
     "OpticalFlow": "subsamplers", "Probe": "subsamplers", "Resolution": "subsamplers", "Subsampler": "subsamplers",
-    "from_config": "subsamplers", "video2dataset": "v2d",
+    "from_config": "subsamplers", "video2dataset": "v2d", "reprocess": "workflows", "reshard": "workflows",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__", "materialize"]

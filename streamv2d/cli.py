@@ -1,4 +1,5 @@
-"""The ``streamv2d`` command line: ``demo``, ``materialize``, ``stats``, ``status``, ``video2dataset``."""
+"""The ``streamv2d`` command line: ``demo``, ``materialize``, ``reshard``, ``reprocess``, ``stats``, ``status``,
+``video2dataset``."""
 from __future__ import annotations
 
 import argparse
@@ -28,16 +29,16 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _materialize(args: argparse.Namespace) -> int:
     from .config import load_config
-    from .errors import StreamV2DError
     from .fetch import FetchConfig
     from .materialize import materialize
     from .sources.table import TableOptions
 
-    try:
+    def run():
         job = load_config(args.config, source=args.input, clip_col=args.clip_col)
         for line in job.notes:
             print(f"config: ignored {line}", file=sys.stderr)
-        table = {f.name: getattr(args, f.name) for f in fields(TableOptions) if getattr(args, f.name, None) is not None}
+        table = {f.name: getattr(args, f.name) for f in fields(TableOptions)
+                 if getattr(args, f.name, None) is not None}
         changes = {"table": table}
         if args.format:
             changes["output_format"] = args.format
@@ -50,17 +51,54 @@ def _materialize(args: argparse.Namespace) -> int:
             changes["distributor_args"] = args.distributor_args
         if args.distributor is not None:
             changes.update(distributor=args.distributor, distributor_args=args.distributor_args or {})
-        result = materialize(None, args.output, job.replace(**changes), processes=args.processes,
-                             progress=not args.quiet, detach=args.detach, tmp_dir=args.tmp_dir)
+        if args.samples_per_shard and _names_tars(args.input):   # tar shards cut anew: see streamv2d reshard
+            changes["source"] = _resharded(args.input, args.samples_per_shard, job.replace(**changes))
+        job = job.replace(**changes)
+        return job, materialize(None, args.output, job, processes=args.processes, progress=not args.quiet,
+                                detach=args.detach, tmp_dir=args.tmp_dir)
+
+    return _workflow("materialize", run, args.output)
+
+
+def _reshard(args: argparse.Namespace) -> int:
+    from .workflows import reshard
+
+    return _workflow("reshard", lambda: (None, reshard(args.inputs, args.output, args.samples_per_shard,
+                                                       output_format=args.format or "tar",
+                                                       processes=args.processes, progress=not args.quiet,
+                                                       tmp_dir=args.tmp_dir)), args.output)
+
+
+def _reprocess(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .workflows import reprocess
+
+    def run():
+        job = load_config(args.config)
+        for line in job.notes:
+            print(f"config: ignored {line}", file=sys.stderr)
+        if args.format:
+            job = job.replace(output_format=args.format)
+        return job, reprocess(args.input, args.output, job=job, processes=args.processes,
+                              progress=not args.quiet, tmp_dir=args.tmp_dir)
+    return _workflow("reprocess", run, args.output)
+
+
+def _workflow(name: str, run, output: str) -> int:
+    """Run a materialize (``run()`` → its Job, or None, and its result) and report it: 2 for a job that could not
+    start, 130 when interrupted, 1 when shards are left to resume, else 0."""
+    from .errors import StreamV2DError
+
+    try:
+        job, result = run()
     except (StreamV2DError, ValueError, OSError, ImportError) as exc:
-        print(f"streamv2d materialize: {exc}", file=sys.stderr)
+        print(f"streamv2d {name}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\nstreamv2d materialize: interrupted; run the same command again to resume", file=sys.stderr)
+        print(f"\nstreamv2d {name}: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
     if result.submitted is not None:
-        print(f"submitted {job.distributor if args.distributor is None else args.distributor} job "
-              f"{result.submitted}; follow it with: streamv2d status {args.output}")
+        print(f"submitted {job.distributor} job {result.submitted}; follow it with: streamv2d status {output}")
         return 0
     print("\n".join(result.summary.lines()))
     if result.failed:
@@ -68,6 +106,21 @@ def _materialize(args: argparse.Namespace) -> int:
               "command again to resume them", file=sys.stderr)
         return 1
     return 0
+
+
+def _names_tars(spec: str) -> bool:
+    """Whether ``spec`` is tar shards: tar paths, or a local folder of them (a materialize output)."""
+    from .sources.tar import looks_like_tar_spec
+
+    return os.path.isdir(spec) or looks_like_tar_spec(spec)
+
+
+def _resharded(spec: str, samples_per_shard: int, job):
+    """The tar shards of ``spec`` cut every ``samples_per_shard`` samples, read under ``job``'s limits."""
+    from .workflows import ReshardSource
+
+    return ReshardSource(spec, samples_per_shard, storage_options=job.table.storage_options,
+                         max_member_bytes=job.fetch.max_bytes, allow_pickle=job.fetch.allow_pickle_members)
 
 
 def _settings(items: List[str], flag: str) -> List["tuple[str, object]"]:
@@ -155,7 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     mat.add_argument("--save-additional-columns", dest="save_additional_columns", nargs="+", metavar="COLUMN",
                      help="columns carried into each sample's json")
     mat.add_argument("--samples-per-shard", dest="samples_per_shard", type=_positive,
-                     help="rows per input shard (default 1000)")
+                     help="rows per input shard (default 1000); with tar shards as input, "
+                          "they are cut anew into shards of this many samples (as streamv2d reshard)")
     mat.add_argument("--input-format", dest="input_format", help="csv, tsv, json, jsonl, parquet or txt")
     mat.add_argument("--fetch", action="append", default=[], metavar="KEY=VALUE",
                      help="a fetch and input-policy setting (a FetchConfig field), e.g. max_bytes=1GiB, "
@@ -169,6 +223,29 @@ def build_parser() -> argparse.ArgumentParser:
                                                        "output (default: the system temp dir)")
     mat.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     mat.set_defaults(run=_materialize)
+
+    workflow = argparse.ArgumentParser(add_help=False, parents=[common])
+    workflow.add_argument("--processes", type=_positive, default=None,
+                          help="worker processes (default: one per usable CPU, at most one per shard)")
+    workflow.add_argument("--format", choices=["tar", "webdataset", "parquet", "files", "tfrecord", "dummy"],
+                          help="output format (default tar)")
+    workflow.add_argument("--tmp-dir", dest="tmp_dir", help="local scratch for an object-store output")
+    workflow.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    resh = commands.add_parser("reshard", parents=[workflow],
+                               help="merge datasets' tar shards into shards of another size, keys made unique")
+    resh.add_argument("inputs", nargs="+", help="output folders, tar patterns or tars (local or fsspec), in order")
+    resh.add_argument("output", help="output folder")
+    resh.add_argument("--samples-per-shard", dest="samples_per_shard", type=_positive, required=True,
+                      help="samples in each output shard")
+    resh.set_defaults(run=_reshard)
+    repr_ = commands.add_parser("reprocess", parents=[workflow],
+                                help="run metadata stages over tar shards into metadata-only shards that zip "
+                                     "with them")
+    repr_.add_argument("input", help="the shards' folder, tar pattern or tars (local or fsspec)")
+    repr_.add_argument("output", help="folder for the metadata shards")
+    repr_.add_argument("--config", required=True, help="YAML job file whose subsamplers are the metadata stages "
+                                                       "(ours, or a video2dataset config)")
+    repr_.set_defaults(run=_reprocess)
 
     stats = commands.add_parser("stats", parents=[common],
                                 help="summarise a folder of *_stats.json (success rates, errors, sizes)")

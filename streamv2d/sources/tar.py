@@ -77,19 +77,26 @@ class TarSource:
     def read(self, shard: InputShard, start: int = 0) -> Iterator[Sample]:
         """Samples of one tar, in file order, from its ``start``-th on (earlier ones are passed over by their
         headers, their payloads unread); a corrupt tar ends with a failure record, not an exception."""
+        return self._read(shard, start, payloads=True)
+
+    def count(self, shard: InputShard) -> int:
+        """How many samples :meth:`read` yields for ``shard``, from the member headers alone (no payload read)."""
+        return sum(1 for _ in self._read(shard, 0, payloads=False))
+
+    def _read(self, shard: InputShard, start: int, payloads: bool) -> Iterator[Sample]:
         try:
             with fsspec.open(shard.path, "rb", **self.storage_options) as f, _open_tar(f) as tar:
-                yield from self._samples(tar, shard.path, start)
+                yield from self._samples(tar, shard.path, start, payloads)
                 reason = _bad_ending(f, tar.offset) if shard.path.endswith(".tar") else None
                 if reason:
                     raise tarfile.ReadError(reason)
         except (tarfile.TarError, OSError, EOFError) as exc:
             yield _refused(shard.path, shard.path, f"unreadable tar: {type(exc).__name__}: {exc}")
 
-    def _samples(self, tar: tarfile.TarFile, url: str, start: int = 0) -> Iterator[Sample]:
-        """The members grouped into samples, from the ``start``-th; the group read when the tar breaks is yielded
-        before the error. The keys seen are remembered to refuse duplicates: one set per tar, the shard's own
-        size."""
+    def _samples(self, tar: tarfile.TarFile, url: str, start: int = 0, payloads: bool = True) -> Iterator[Sample]:
+        """The members grouped into samples, from the ``start``-th (without ``payloads``: keys only, nothing
+        read); the group read when the tar breaks is yielded before the error. The keys seen are remembered to
+        refuse duplicates: one set per tar, the shard's own size."""
         seen: Set[str] = set()
         group: Optional[_Group] = None
         try:
@@ -104,7 +111,7 @@ class TarSource:
                         yield group.sample()
                     group = _Group(url, key, group.index + 1 if group else 0, key in seen)
                     seen.add(key)
-                if group.index < start:
+                if group.index < start or not payloads:
                     continue
                 if reason:
                     group.fail(reason)

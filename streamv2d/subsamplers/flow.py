@@ -47,6 +47,11 @@ class OpticalFlow(Subsampler):
         self.pyr_scale, self.levels, self.winsize = pyr_scale, levels, winsize
         self.iterations, self.poly_n, self.poly_sigma, self.flags = iterations, poly_n, poly_sigma, flags
 
+    @property
+    def metadata_members(self) -> tuple:
+        """The member it writes beside json (kept in dedicated metadata shards)."""
+        return (self.member,)
+
     def _reduced_width(self, video) -> int:
         """The analysis width: ``width``, or the one giving the shorter side ``size`` at the video's aspect."""
         if self.size is None:

@@ -15,11 +15,12 @@ from ..config import job_from_dict
 from ..fetch import merged
 from ..job import Job
 from ..materialize import MaterializeResult, materialize
-from ..subsamplers import Subsampler
+from ..workflows.metadata import metadata_chain
 
 #: video2dataset's packaged config names (``config="default"``)
 PACKAGED_CONFIGS = ("default", "downsample_ml", "optical_flow", "caption")
-#: stage → (input is tar shards, the config stage it needs, the members it writes beside json)
+#: stage → (input is tar shards, the config stage it needs, the members it writes beside json and those its
+#: stages declare: None for a stage writing media)
 STAGES: Dict[str, Any] = {
     "download": (False, None, None),
     "subset": (True, None, None),
@@ -120,7 +121,7 @@ def build_job(url_list: str, *, output_format: str = "files", input_format: str 
     job = job_from_dict(doc, url_list, clip_col=clip_col, encode_formats=encode_formats)
     stages = list(job.subsamplers) + _modality_stages(encode_formats, stage, job.subsamplers)
     if kept is not None:
-        stages.append(KeepOnly(tuple(kept) + _stage_members(stages)))
+        stages = metadata_chain(stages, kept)
     # video2dataset reads local paths in its tables (Kinetics, MSR-VTT): its tables are the user's own
     fetch = merged(job.fetch, allow_local_files=True)
     return job.replace(table=table, subsamplers=stages, output_format=OUTPUT_FORMATS[output_format], fetch=fetch)
@@ -136,22 +137,6 @@ def _modality_stages(encode_formats: Mapping[str, str], stage: str, stages: Sequ
     if any(isinstance(s, Audio) for s in stages):
         return []
     return [Audio(format=encode_formats["audio"], required=False, keep_video="video" in encode_formats)]
-
-
-def _stage_members(stages: Sequence[Any]) -> tuple:
-    """The members the metadata stages write (the optical flow's ``npy``)."""
-    return tuple(getattr(s, "member") for s in stages if hasattr(s, "member"))
-
-
-class KeepOnly(Subsampler):
-    """Drops every member but json and ``members``: video2dataset's optical_flow, caption and whisper stages
-    write metadata shards, without the media."""
-
-    def __init__(self, members: Sequence[str]) -> None:
-        self.members = tuple(members)
-
-    def __call__(self, sample: Dict[str, Any]) -> Dict[str, Any]:
-        return {k: v for k, v in sample.items() if k.startswith("__") or k == "json" or k in self.members}
 
 
 @contextlib.contextmanager

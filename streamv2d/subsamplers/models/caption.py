@@ -28,6 +28,11 @@ class Caption(ModelStage):
         self.max_new_tokens, self.num_beams, self.field, self.to_txt = max_new_tokens, num_beams, field, to_txt
         self.metadata_fields = {field: "string"}
 
+    @property
+    def metadata_members(self) -> tuple:
+        """``txt`` when the caption is written there (kept in dedicated metadata shards)."""
+        return ("txt",) if self.to_txt else ()
+
     def load(self, device: str) -> Dict[str, Any]:
         import transformers
 
