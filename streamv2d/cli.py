@@ -51,9 +51,7 @@ def _materialize(args: argparse.Namespace) -> int:
             changes["distributor_args"] = args.distributor_args
         if args.distributor is not None:
             changes.update(distributor=args.distributor, distributor_args=args.distributor_args or {})
-        if args.samples_per_shard and _names_tars(args.input):   # tar shards cut anew: see streamv2d reshard
-            changes["source"] = _resharded(args.input, args.samples_per_shard, job.replace(**changes))
-        job = job.replace(**changes)
+        job = job.replace(**changes)   # tar shards with --samples-per-shard are cut anew (open_source)
         return job, materialize(None, args.output, job, processes=args.processes, progress=not args.quiet,
                                 detach=args.detach, tmp_dir=args.tmp_dir)
 
@@ -106,21 +104,6 @@ def _workflow(name: str, run, output: str) -> int:
               "command again to resume them", file=sys.stderr)
         return 1
     return 0
-
-
-def _names_tars(spec: str) -> bool:
-    """Whether ``spec`` is tar shards: tar paths, or a local folder of them (a materialize output)."""
-    from .sources.tar import looks_like_tar_spec
-
-    return os.path.isdir(spec) or looks_like_tar_spec(spec)
-
-
-def _resharded(spec: str, samples_per_shard: int, job):
-    """The tar shards of ``spec`` cut every ``samples_per_shard`` samples, read under ``job``'s limits."""
-    from .workflows import ReshardSource
-
-    return ReshardSource(spec, samples_per_shard, storage_options=job.table.storage_options,
-                         max_member_bytes=job.fetch.max_bytes, allow_pickle=job.fetch.allow_pickle_members)
 
 
 def _settings(items: List[str], flag: str) -> List["tuple[str, object]"]:

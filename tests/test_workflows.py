@@ -265,3 +265,14 @@ def test_reprocess_command_line_with_a_yaml_config(video_shards, tmp_path):
     assert sample["__key__"] == "000000000" and "optical_flow.npy" in sample and "mp4" not in sample
     config.write_text("subsampling:\n  - fps: {rate: 5}\n")
     assert main(["reprocess", video_shards, str(tmp_path / "worse"), "--config", str(config), "-q"]) == 2
+
+
+def test_a_job_over_tar_shards_honours_samples_per_shard_from_python(tmp_path):
+    """``Job(table={"samples_per_shard": N})`` over tar shards cuts them anew, as the CLI does (it was ignored)."""
+    a = dataset(tmp_path / "a", "a", [3, 4])
+    job = sv.Job(source=a, table={"samples_per_shard": 5})
+    assert not sv.materialize(None, str(tmp_path / "out"), job, progress=False).failed
+    assert [s["__key__"] for s in read_tars(tmp_path / "out")] == ["000000", "000001", "000002", "000003",
+                                                                  "000004", "000010", "000011"]
+    same = sv.materialize(None, str(tmp_path / "kept"), sv.Job(source=a), progress=False)
+    assert not same.failed and len(glob.glob(str(tmp_path / "kept" / "*.tar"))) == 2   # the default keeps shards
