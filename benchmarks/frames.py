@@ -238,14 +238,17 @@ def main() -> None:
         pattern = make_clip_shards(originals, os.path.join(cache, f"x264-default-shards{args.rows}"), args.rows,
                                    encode=X264_DEFAULTS)
 
-        def ours(**options) -> Callable[[], DataLoader]:
-            stage = Frames(num_frames=NUM_FRAMES, size=SIZE, **options)
-            return lambda: loader(VideoDataset(pattern, subsamplers=[stage], fetch_threads=args.fetch_threads))
+        def ours(seek: str, batch_size: Optional[int] = None) -> Callable[[], DataLoader]:
+            stage = Frames(num_frames=NUM_FRAMES, size=SIZE, seek=seek)
+            return lambda: loader(VideoDataset(pattern, subsamplers=[stage], fetch_threads=args.fetch_threads,
+                                               batch_size=batch_size))
 
-        compare("(c) shards of x264-default (long-GOP) 224², 5 fps clips → 8 frames, unbatched", {
+        compare("(c) shards of x264-default (long-GOP) 224², 5 fps clips → 8 frames", {
             "plain": lambda: loader(plain_shard_loader(pattern)),
-            "streamv2d exact": ours(),
-            'streamv2d seek="keyframe"': ours(seek="keyframe"),
+            "streamv2d exact": ours("exact"),
+            'streamv2d seek="keyframe"': ours("keyframe"),
+            f"streamv2d exact batch={args.batch_size}": ours("exact", args.batch_size),
+            f'streamv2d seek="keyframe" batch={args.batch_size}': ours("keyframe", args.batch_size),
         }, args.repeats)
         clips = shard_clips(pattern)
         print(f'  seek="keyframe": {distinct_keyframe_reads(clips):.2f} distinct frames of {NUM_FRAMES} per clip')
