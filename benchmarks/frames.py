@@ -1,9 +1,12 @@
 """Training reads through ``DataLoader(num_workers=2)``: streamv2d ``Frames`` against a plain loader, same run.
 
-    python benchmarks/frames.py [--repeats 3] [--rows 96] [--batch-size 8] [--corpus NAME] [--only a|b]
+    python benchmarks/frames.py [--repeats 3] [--rows 96] [--batch-size 8] [--corpus NAME] [--only a|b|c]
 
 (a) on the fly: a csv of URLs of 10-s H.264 originals on a ``LoopbackServer`` → 8 frames uniform, 224².
 (b) from WebDataset shards of 224², 5 fps clips (made here with PyAV) → 8 frames uniform.
+(c) the same from shards as other tools write them (video2dataset's ffmpeg: x264's defaults — preset medium,
+    B-pyramid, keyframes every 250 frames or at scene cuts, so one GOP or a few per 50-frame clip): exact
+    ``Frames`` against ``Frames(seek="keyframe")``, with how many distinct frames the keyframe reads return.
 ``--corpus``: the originals, ``synthetic`` (panning texture, 2-s GOPs) or ``decoders.CORPORA``'s real footage
 (``real``, ``real-flat-b``, ``real-gop2s``, ``real-flat-b-gop2s``; see ``decode_floor.py`` for what each allows).
 The plain loaders fetch with ``requests`` / read shards with ``webdataset``, then decode with PyAV
@@ -77,15 +80,17 @@ def plain_shard_loader(pattern: str):
 
 
 # -- corpus and shards ------------------------------------------------------------------------------------------
-def make_clip_shards(originals: Dict[str, bytes], directory: str, count: int, shards: int = 4) -> str:
-    """``count`` 224², 5 fps clips made from the originals by the curation job, in ``shards`` tars."""
+def make_clip_shards(originals: Dict[str, bytes], directory: str, count: int, shards: int = 4,
+                     encode: Optional[Encode] = None) -> str:
+    """``count`` 224², 5 fps clips made from the originals by the curation job (``encode``: its ``Encode``,
+    streamv2d's defaults unless given), in ``shards`` tars."""
     import webdataset as wds
 
     os.makedirs(directory, exist_ok=True)
     pattern = os.path.join(directory, "{00000..%05d}.tar" % (shards - 1))
     if os.path.exists(os.path.join(directory, "%05d.tar" % (shards - 1))):
         return pattern
-    clips = [reencode(data, fps=5, size=SIZE) for data in originals.values()]
+    clips = [reencode(data, fps=5, size=SIZE, encode=encode or Encode()) for data in originals.values()]
     per_shard = -(-count // shards)
     for shard in range(shards):
         with wds.TarWriter(os.path.join(directory, "%05d.tar" % shard)) as sink:
@@ -95,14 +100,49 @@ def make_clip_shards(originals: Dict[str, bytes], directory: str, count: int, sh
     return pattern
 
 
-def reencode(data: bytes, fps: int, size: int) -> bytes:
-    """The curation job's output: ``FPS(fps)`` + ``Resolution(size, "scale,crop")`` + default ``Encode``."""
-    [clip] = run_chain({"__key__": "clip", "json": {}, "mp4": data}, JOB(fps, size))
+def reencode(data: bytes, fps: int, size: int, encode: Encode) -> bytes:
+    """The curation job's output: ``FPS(fps)`` + ``Resolution(size, "scale,crop")`` + ``encode``."""
+    chain = compile_chain([FPS(fps), Resolution(size, mode="scale,crop"), encode])
+    [clip] = run_chain({"__key__": "clip", "json": {}, "mp4": data}, chain)
     return clip["mp4"]
 
 
-def JOB(fps: int, size: int):  # noqa: N802 - a constant-like factory
-    return compile_chain([FPS(fps), Resolution(size, mode="scale,crop"), Encode()])
+#: x264 as ffmpeg runs it with no options (video2dataset's shards): preset medium, B-pyramid, keyint 250
+X264_DEFAULTS = Encode(preset=None, fast_decode=False, keyframe_interval=None, reproducible=False)
+
+
+def shard_clips(pattern: str) -> List[bytes]:
+    """The distinct clips of the shards (each original's clip once)."""
+    import webdataset as wds
+
+    return list({s["mp4"]: None for s in wds.WebDataset(pattern, shardshuffle=False)})
+
+
+def distinct_keyframe_reads(clips: List[bytes]) -> float:
+    """Mean distinct frames among the ``NUM_FRAMES`` a ``Frames(seek="keyframe")`` read returns per clip."""
+    frames = Frames(num_frames=NUM_FRAMES, size=SIZE, seek="keyframe")
+    return statistics.mean(len(set(frames({"__key__": "clip", "mp4": clip, "json": {}})["json"]["frames"]["indices"]))
+                           for clip in clips)
+
+
+def decode_profile(clips: List[bytes], repeats: int = 3) -> Dict[str, float]:
+    """ms of one core per clip, in this process: ``decode_floor.py``'s sequential decode and exact floor for the
+    8 uniform frames, beside the plain loader's decode and ``Frames`` exact / ``seek="keyframe"`` (open, decode
+    and conversion; no loader around them)."""
+    from decode_floor import frames_costs, measured, timed_packets
+    from decoders import uniform
+
+    stages = {name: Frames(num_frames=NUM_FRAMES, size=SIZE, seek=name) for name in ("exact", "keyframe")}
+    totals: Dict[str, float] = {}
+    for clip in clips:
+        costs = frames_costs(timed_packets(clip, repeats), uniform(clip, NUM_FRAMES))
+        figures = dict(zip(("sequential", "floor"), costs))
+        figures["plain decode"] = measured(lambda: plain_decode(clip), repeats)
+        for name, stage in stages.items():
+            figures[f"Frames {name}"] = measured(lambda: stage({"__key__": "clip", "mp4": clip, "json": {}}), repeats)
+        for key, value in figures.items():
+            totals[key] = totals.get(key, 0.0) + 1000 * value / len(clips)
+    return totals
 
 
 # -- measuring ----------------------------------------------------------------------------------------------------
@@ -157,7 +197,7 @@ def main() -> None:
     parser.add_argument("--fetch-threads", type=int, default=4)
     parser.add_argument("--corpus", choices=list(CORPORA), default="synthetic",
                         help="originals: synthetic (panning texture) or materialize.py's real footage")
-    parser.add_argument("--only", choices=["a", "b"])
+    parser.add_argument("--only", choices=["a", "b", "c"])
     parser.add_argument("--latency", type=float, default=0.0,
                         help="seconds the server waits before each response in (a), like a remote CDN")
     args = parser.parse_args()
@@ -193,6 +233,29 @@ def main() -> None:
             f"streamv2d batch={args.batch_size}": lambda: loader(VideoDataset(
                 pattern, subsamplers=[frames], fetch_threads=args.fetch_threads, batch_size=args.batch_size)),
         }, args.repeats)
+
+    if args.only in (None, "c"):
+        pattern = make_clip_shards(originals, os.path.join(cache, f"x264-default-shards{args.rows}"), args.rows,
+                                   encode=X264_DEFAULTS)
+
+        def ours(seek: str, batch_size: Optional[int] = None) -> Callable[[], DataLoader]:
+            stage = Frames(num_frames=NUM_FRAMES, size=SIZE, seek=seek)
+            return lambda: loader(VideoDataset(pattern, subsamplers=[stage], fetch_threads=args.fetch_threads,
+                                               batch_size=batch_size))
+
+        compare("(c) shards of x264-default (long-GOP) 224², 5 fps clips → 8 frames", {
+            "plain": lambda: loader(plain_shard_loader(pattern)),
+            "streamv2d exact": ours("exact"),
+            'streamv2d seek="keyframe"': ours("keyframe"),
+            f"streamv2d exact batch={args.batch_size}": ours("exact", args.batch_size),
+            f'streamv2d seek="keyframe" batch={args.batch_size}': ours("keyframe", args.batch_size),
+        }, args.repeats)
+        clips = shard_clips(pattern)
+        print(f'  seek="keyframe": {distinct_keyframe_reads(clips):.2f} distinct frames of {NUM_FRAMES} per clip')
+        profile = decode_profile(clips)
+        print(f"  decoding alone, ms of one core per clip ({len(clips)} clips): "
+              + ", ".join(f"{name} {ms:.1f}" for name, ms in profile.items())
+              + f" → the exact floor is {profile['sequential'] / profile['floor']:.2f}× below sequential decoding")
 
 
 if __name__ == "__main__":

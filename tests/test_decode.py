@@ -12,7 +12,7 @@ import pytest
 from streamv2d.decode import MediaError, VideoInfo, backend_names, get_opener
 from streamv2d.decode.geometry import center_crop, scaled_size
 from streamv2d.decode.pyav import PyAVReader
-from streamv2d.decode.sampling import frame_step, keyframe_runs, sample_indices, span_frames
+from streamv2d.decode.sampling import frame_step, keyframe_runs, nearest_keyframes, sample_indices, span_frames
 from streamv2d.demo import make_video
 from streamv2d.demo.synth import encode_video
 
@@ -169,11 +169,37 @@ def test_keyframe_runs():
     assert keyframe_runs([30, 45], [0, 30]) == [[30, 45]]
 
 
+def test_nearest_keyframes():
+    assert nearest_keyframes([3, 9, 16, 21], [0, 10, 20], range(30)) == [0, 10, 20, 20]
+    assert nearest_keyframes([5, 15], [0, 10, 20], range(30)) == [0, 10]            # a tie goes to the earlier
+    assert nearest_keyframes([12, 14, 28], [0, 10, 20, 30], range(11, 29)) == [20, 20, 20]   # inside the span only
+    assert nearest_keyframes([12, 14], [0, 10, 20], range(11, 19)) is None
+
+
+@pytest.mark.parametrize("backend", backend_names())
+def test_keyframes_listed_by_each_backend(bframes, backend):
+    with get_opener(backend)(bframes) as reader:
+        assert reader.keyframes() == keyframe_indices(bframes)
+
+
+def test_reading_keyframes_demuxes_one_packet_each(bframes):
+    """A keyframe read (``Frames(seek="keyframe")``) decodes the keyframe's own packet and nothing of its GOP."""
+    full = full_decode(bframes)
+    with PyAVReader(bframes) as reader:
+        counting = reader._container = _CountingContainer(reader._container)
+        keys = reader.keyframes()
+        assert len(keys) > 4
+        for indices in (keys, [keys[1], keys[1], keys[3]], keys[-1:]):
+            counting.demuxed.clear()
+            np.testing.assert_array_equal(reader.read(indices), np.stack([full[i] for i in indices]))
+            assert [reader._index(pts) for pts in counting.demuxed] == sorted(set(indices))
+
+
 @pytest.mark.parametrize("jump_gops", [True, False])
 def test_gop_jumps_are_exact_and_reader_reusable(bframes, jump_gops):
     full = full_decode(bframes)
     with PyAVReader(bframes, jump_gops=jump_gops) as reader:
-        assert reader._keyframes() == (keyframe_indices(bframes) if jump_gops else [])
+        assert reader.keyframes() == keyframe_indices(bframes)   # listed either way; jumped over only when asked
         for indices in ([1, 13, 26, 50], [0, 11, 12, 59], [3, 4]):
             np.testing.assert_array_equal(reader.read(indices), np.stack([full[i] for i in indices]))
 
@@ -257,7 +283,7 @@ def test_avi_frames_are_numbered_by_count(bframes_count):
                         options={"preset": "veryfast", "crf": "30", "bframes": str(bframes_count)})
     full = full_decode(data)
     with PyAVReader(data) as reader:
-        assert reader.info.num_frames == len(full) == 60
+        assert reader.info.num_frames == len(full) == 60 and reader.keyframes() == []   # index times: decode order
         for indices in ([0], [59], [58, 59], [13, 5, 5, 40]):
             np.testing.assert_array_equal(reader.read(indices), np.stack([full[i] for i in indices]))
 

@@ -15,6 +15,7 @@ import torch
 from conftest import write_csv
 from streamv2d import VideoDataset
 from streamv2d.demo import make_video
+from streamv2d.demo.synth import encode_video
 from streamv2d.sample import FAILED_TO_SUBSAMPLE
 from streamv2d.subsamplers import Frames, describe, run_chain
 from streamv2d.subsamplers.base import current_row
@@ -76,6 +77,61 @@ def test_random_is_reproducible_per_seed_and_key(clip):
     assert len({tuple(draw(s, k)) for s in (1, 2) for k in ("a", "b")}) > 1
 
 
+KEYINT = 10
+
+
+@pytest.fixture(scope="module")
+def gop10() -> bytes:
+    """60 frames at 10 fps, B-frames, a keyframe every ``KEYINT`` frames and nowhere else (no scene cuts)."""
+    def images():
+        for i in range(60):
+            img = np.full((120, 160, 3), (9 * i) % 256, np.uint8)
+            img[:60, : (i * 7) % 160] = 255 - (5 * i) % 256
+            yield img
+
+    return encode_video(images(), 10, gop=KEYINT, options={"preset": "veryfast", "bframes": "3", "crf": "30",
+                                                            "x264-params": "scenecut=0"})
+
+
+def decoded_key_flags(data: bytes) -> list:
+    """``frame.key_frame`` of every frame of a full decode, in presentation order."""
+    with av.open(io.BytesIO(data)) as container:
+        return [bool(f.key_frame) for f in container.decode(video=0)]
+
+
+@pytest.mark.parametrize("sampling,window", [("uniform", {}), ("random", {}), ("uniform", {"stride": 4})])
+def test_keyframe_seek_returns_nearest_keyframes(gop10, sampling, window):
+    out = Frames(num_frames=6, size=None, sampling=sampling, seek="keyframe", **window)(sample_of(gop10))
+    meta, flags = out["json"]["frames"], decoded_key_flags(gop10)
+    assert out["frames"].shape == (6, 120, 160, 3) and meta["num_frames"] == 6
+    assert meta["indices"] == sorted(meta["indices"]) and all(flags[i] for i in meta["indices"])
+    assert meta["timestamps"] == [i / 10 for i in meta["indices"]]
+    exact = Frames(num_frames=6, size=None, sampling=sampling, **window)(sample_of(gop10))["json"]["frames"]
+    assert [min(range(0, 60, KEYINT), key=lambda k: (abs(k - i), k)) for i in exact["indices"]] == meta["indices"]
+    np.testing.assert_array_equal(out["frames"].numpy(), reference_frames(gop10, meta["indices"]))
+
+
+def test_keyframe_seek_within_spans_resized(gop10):
+    out = Frames(num_frames=4, size=64, seek="keyframe")(sample_of(gop10, span=[1.5, 4.2]))
+    assert out["frames"].shape == (4, 64, 64, 3)
+    assert out["json"]["frames"]["indices"] == [20, 20, 30, 40]            # keyframes inside [15, 42) only
+    assert out["json"]["frames"]["timestamps"] == [0.5, 0.5, 1.5, 2.5]     # from the span's start
+    no_keyframe = Frames(num_frames=3, size=None, seek="keyframe")(sample_of(gop10, span=[2.1, 2.9]))
+    assert no_keyframe["json"]["frames"]["indices"] == [22, 25, 27]        # read exactly
+
+
+def test_keyframe_seek_backends_agree(gop10):
+    pyav, decord = (Frames(num_frames=6, size=None, backend=b, seek="keyframe")(sample_of(gop10)) for b in
+                    ("pyav", "decord"))
+    assert pyav["json"]["frames"] == decord["json"]["frames"] and torch.equal(pyav["frames"], decord["frames"])
+
+
+def test_exact_seek_is_the_default(gop10):
+    default, exact = Frames(num_frames=6, size=64)(sample_of(gop10)), Frames(6, 64, seek="exact")(sample_of(gop10))
+    assert default["json"]["frames"] == exact["json"]["frames"] and torch.equal(default["frames"], exact["frames"])
+    assert default["json"]["frames"]["indices"] == [5, 15, 25, 35, 45, 55]
+
+
 @pytest.mark.parametrize("data,span,reason", [
     (b"not a video at all", None, "decodable"),
     (make_video(1.0, 64, 48, fps=10), [0.5, 5.0], "beyond"),
@@ -97,11 +153,14 @@ def test_decord_backend_agrees(clip):
 def test_config_and_pickling():
     frames = Frames(num_frames=8, size=112, sampling="random", seed=3)
     assert frames.config() == {"num_frames": 8, "size": 112, "sampling": "random", "fps": None, "stride": None,
-                               "backend": "auto", "keep_media": False, "seed": 3}
+                               "backend": "auto", "keep_media": False, "seed": 3, "seek": "exact"}
     assert describe(pickle.loads(pickle.dumps(frames))) == describe(frames)
-    for bad in ({"sampling": "dense"}, {"fps": 2, "stride": 2}, {"num_frames": 0}, {"backend": "nope"}):
+    for bad in ({"sampling": "dense"}, {"fps": 2, "stride": 2}, {"num_frames": 0}, {"backend": "nope"},
+                {"seek": "approximate"}):
         with pytest.raises(ValueError):
             Frames(**bad)
+    with pytest.raises(ValueError, match="Frames seek must be one of .*'nearest'"):
+        Frames(seek="nearest")
 
 
 def test_dataset_with_frames_through_dataloader(tmp_path, url_rows):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 
@@ -35,6 +35,10 @@ class VideoReader(ABC):
     @abstractmethod
     def read(self, indices: Sequence[int], size: Optional[int] = None) -> np.ndarray:
         ...
+
+    def keyframes(self) -> List[int]:
+        """Sorted indices of the keyframes the container's index lists (no decoding); empty when it has none."""
+        return []
 
     def close(self) -> None:
         """Release the demuxer; the default has nothing to release."""

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import io
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 
@@ -21,6 +21,7 @@ class DecordReader(VideoReader):
         self._data, self._threads = data, threads
         with PyAVReader(data) as probe:  # clear errors for bad bytes; decord hides the frame size
             width, height, codec = probe.info.width, probe.info.height, probe.info.codec
+            self._keyframes = probe.keyframes()
         try:
             reader = decord.VideoReader(io.BytesIO(data), ctx=decord.cpu(0), num_threads=threads)
         except (decord.DECORDError, RuntimeError) as exc:
@@ -30,6 +31,10 @@ class DecordReader(VideoReader):
         self._native = reader
         self.info = VideoInfo(fps=float(reader.get_avg_fps()), num_frames=len(reader), width=width,
                               height=height, codec=codec)
+
+    def keyframes(self) -> List[int]:
+        """The keyframes PyAV's index lists, so both backends pick the same frames in ``Frames(seek="keyframe")``."""
+        return list(self._keyframes)
 
     def read(self, indices: Sequence[int], size: Optional[int] = None) -> np.ndarray:
         import decord

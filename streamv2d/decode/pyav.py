@@ -43,19 +43,24 @@ class PyAVReader(VideoReader):
             self._container.close()
             raise
         # read once: an unindexed container (MPEG-TS) grows an index as it is read, from packet flags that also
-        # mark I-frames a decoder cannot start from; GOP jumps trust only the index a container opens with
-        self._keyframe_indices = self._keyframes()
+        # mark I-frames a decoder cannot start from; GOP jumps and keyframe reads trust only the index it opens with
+        self._keyframe_indices = self._indexed_keyframes()
         self.info = VideoInfo(fps=float(rate), num_frames=num_frames, width=stream.codec_context.width,
                               height=stream.codec_context.height, codec=stream.codec_context.name)
 
     def _index(self, pts: int) -> int:
         return round((pts - self._start) / self._pts_per_frame)
 
-    def _keyframes(self) -> "list[int]":
+    def keyframes(self) -> "list[int]":
+        """Keyframe indices from the index the container opened with; none for AVI, whose frames are numbered
+        by counting (its index times are decode times, out of display order with B-frames)."""
+        return [] if self._by_count else list(self._keyframe_indices)
+
+    def _indexed_keyframes(self) -> "list[int]":
         """Keyframe indices from the container's index (no decoding). Index timestamps are decode times,
         earlier than presentation times by the reorder delay of the first frame, which is added back."""
         entries = self._stream.index_entries
-        if not self._jump_gops or len(entries) == 0:
+        if len(entries) == 0:
             return []
         delay = max(0, -self._index(entries[0].timestamp))
         return sorted(self._index(e.timestamp) + delay for e in entries if e.is_keyframe)
@@ -77,7 +82,8 @@ class PyAVReader(VideoReader):
             if self._by_count:
                 keep(self._counted_frames(wanted[-1]), set(wanted))
                 return gather(decoded, indices)
-            for run in keyframe_runs(wanted, self._keyframe_indices if len(wanted) > 1 else []):
+            jumps = self._keyframe_indices if self._jump_gops and len(wanted) > 1 else []
+            for run in keyframe_runs(wanted, jumps):
                 # from the keyframe before the run; if that misses frames, from the start: a packet marked key may
                 # be an I-frame the decoder will not start from (MPEG-TS marks non-IDR ones; FFmpeg waits for a
                 # recovery point), and whatever happened, a full decode up to the run is exact

@@ -10,6 +10,10 @@ from .base import MediaError, VideoInfo
 
 SAMPLINGS = ("uniform", "random")
 
+#: how ``Frames`` reaches the sampled frames: ``exact`` decodes the very frames; ``keyframe`` takes the
+#: keyframe nearest to each (one packet decoded per distinct keyframe: approximate, for training reads)
+SEEKS = ("exact", "keyframe")
+
 
 def span_frames(info: VideoInfo, span: Optional[Sequence[float]] = None) -> range:
     """Indices of the frames shown within ``span = [start_s, end_s)`` (the whole video without a span)."""
@@ -71,3 +75,18 @@ def keyframe_runs(wanted: Sequence[int], keyframes: Sequence[int]) -> List[List[
         else:
             runs[-1].append(current)
     return runs
+
+
+def nearest_keyframes(indices: Sequence[int], keyframes: Sequence[int], frames: range) -> Optional[List[int]]:
+    """Each of ``indices`` replaced by the nearest of the sorted ``keyframes`` inside ``frames`` (the earlier on a
+    tie), in the same order, so a keyframe nearest to several indices repeats; None when ``frames`` holds none."""
+    inside = keyframes[bisect.bisect_left(keyframes, frames.start):bisect.bisect_left(keyframes, frames.stop)]
+    if not inside:
+        return None
+
+    def nearest(index: int) -> int:
+        after = bisect.bisect_left(inside, index)
+        candidates = inside[max(0, after - 1):after + 1]
+        return min(candidates, key=lambda k: (abs(k - index), k))
+
+    return [nearest(i) for i in indices]

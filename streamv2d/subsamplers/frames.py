@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from ..decode import get_opener
-from ..decode.sampling import SAMPLINGS, frame_step, sample_indices, span_frames
+from ..decode.sampling import SAMPLINGS, SEEKS, frame_step, nearest_keyframes, sample_indices, span_frames
 from ..distribute.world import core_share
 from ..sample import Sample
 from .base import Subsampler, current_epoch, current_row
@@ -30,6 +30,10 @@ class Frames(Subsampler):
             new draws every epoch, the same ones on every run).
         fps, stride: sample a contiguous window at this frame rate, or every ``stride``-th frame; neither:
             spread the frames over the whole span.
+        seek: ``exact`` (default): the sampled frames themselves; ``keyframe``: each sampled frame replaced by the
+            keyframe nearest to it within the span (repeated when several share one; ``json["frames"]`` gives the
+            frames returned), one packet decoded per keyframe — approximate, for training reads. A span the
+            container's index shows no keyframe in is read exactly.
         backend: ``auto``, ``pyav`` or ``decord``. threads: codec threads per decode.
         keep_media: keep the encoded bytes in the sample (dropped by default: they would cost IPC for nothing).
     """
@@ -39,11 +43,13 @@ class Frames(Subsampler):
 
     def __init__(self, num_frames: int = 16, size: Optional[int] = 224, sampling: str = "uniform",
                  fps: Optional[float] = None, stride: Optional[int] = None, backend: str = "auto",
-                 keep_media: bool = False, seed: int = 0, threads: int = 1):
+                 keep_media: bool = False, seed: int = 0, threads: int = 1, seek: str = "exact"):
         if num_frames < 1:
             raise ValueError(f"num_frames must be at least 1, got {num_frames}")
         if sampling not in SAMPLINGS:
             raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
+        if seek not in SEEKS:
+            raise ValueError(f"Frames seek must be one of {SEEKS}, got {seek!r}")
         if fps is not None and stride is not None:
             raise ValueError("give fps or stride, not both")
         if size is not None and (not isinstance(size, int) or isinstance(size, bool)):
@@ -52,7 +58,7 @@ class Frames(Subsampler):
             raise ValueError("fps, stride and size must be positive")
         self.num_frames, self.size, self.sampling = num_frames, size, sampling
         self.fps, self.stride, self.backend = fps, stride, backend
-        self.keep_media, self.seed, self.threads = keep_media, seed, threads
+        self.keep_media, self.seed, self.threads, self.seek = keep_media, seed, threads, seek
         self._open = get_opener(backend)
 
     def config(self) -> Dict[str, Any]:
@@ -69,6 +75,8 @@ class Frames(Subsampler):
             frames = span_frames(info, meta.get("span"))
             indices = sample_indices(frames, self.num_frames, self.sampling, frame_step(info, self.fps, self.stride),
                                      rng)
+            if self.seek == "keyframe":
+                indices = nearest_keyframes(indices, reader.keyframes(), frames) or indices
             array = reader.read(indices, self.size)
         start = float((meta.get("span") or [0.0])[0])   # timestamps within the clip, cached (encoded) or not
         meta["frames"] = {"indices": indices, "timestamps": [round(i / info.fps - start, 6) for i in indices],
