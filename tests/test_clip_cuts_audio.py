@@ -52,9 +52,9 @@ def audio_info(data: bytes):
 def test_clips_from_json_are_exact_and_keyed():
     data = make_video(4.0, 64, 48, fps=10, audio=True)
     out = Clip()(sample_of(data, clips=[[0.0, 1.5], [2.0, 3.0]]))
-    assert [s["__key__"] for s in out] == ["k_0", "k_1"]
+    assert [s["__key__"] for s in out] == ["k_00000", "k_00001"]   # video2dataset's clip keys
     assert [s["json"]["clips"] for s in out] == [[[0.0, 1.5]], [[2.0, 3.0]]]
-    assert all(s["json"]["original_key"] == "k" for s in out) and out[1]["json"]["key"] == "k_1"
+    assert all(s["json"]["original_key"] == "k" for s in out) and out[1]["json"]["key"] == "k_00001"
     frames = [probe(s["mp4"])["frame_count"] for s in out]
     assert frames == [15, 10]
     rate, _, seconds = audio_info(out[0]["mp4"])
@@ -132,7 +132,7 @@ def test_clip_before_span_consumer_shares_bytes():
     chain = compile_chain([Clip(window=1.0), SpanConsumer()])
     out = run_chain(sample_of(data), chain)
     assert [s["json"]["seen_span"] for s in out] == [[0.0, 1.0], [1.0, 2.0], [2.0, 3.0]]
-    assert all(s["mp4"] is data for s in out) and [s["__key__"] for s in out] == ["k_0", "k_1", "k_2"]
+    assert all(s["mp4"] is data for s in out) and [s["__key__"] for s in out] == ["k_00000", "k_00001", "k_00002"]
 
 
 def test_clip_with_fps_before_span_consumer_is_transcoded():

@@ -187,10 +187,12 @@ def test_unreadable_shard_is_not_published_and_is_retried(tmp_path, url_rows):
     shutil.copy(table, tmp_path / "backup.csv")
     ds = sv.VideoDataset(table, samples_per_shard=2, cache_dir=str(tmp_path / "cache"), yield_failures=True)
     arrow = ds.source._files[0].readable
-    shutil.move(arrow, arrow + ".away")                     # the shard's rows vanish while training
+    shutil.move(arrow, arrow + ".away")                     # the shard's rows vanish while training (the table
+    shutil.move(table, table + ".away")                     # too, or its Arrow copy would be made again)
     first = list(ds)
     assert {s["json"]["status"] for s in first} == {"failed_to_download"}
     assert ds.cache.complete_shards() == []
     shutil.move(arrow + ".away", arrow)                     # back again: the next epoch completes the shards
+    shutil.move(table + ".away", table)
     assert len([s for s in ds if s["json"]["status"] == "success"]) == 4
     assert ds.cache.complete_shards() == [0, 1]

@@ -293,3 +293,21 @@ def test_parquet_output_is_one_file_of_metadata_and_media(tmp_path, webvid):
     back = list(read_output_shard(ShardPaths(str(out), 0, "parquet")))   # and the cache reads it back
     assert [s["__key__"] for s in back] == [r["key"] for r in rows] and back[0]["mp4"] == rows[0]["mp4"]
     assert back[0]["json"]["videoid"] == 1000
+
+
+def test_clips_are_keyed_and_described_as_video2dataset_writes_them():
+    """Its ClippingSubsampler keys clips ``{key}_{i:05d}`` (we wrote ``{key}_{i}``), gives every clip of a video
+    with subtitles its ``clip_subtitles``, and keeps ``yt_meta_dict`` on the first clip only."""
+    from streamv2d.demo import make_video
+    from streamv2d.subsamplers import Clip, run_chain
+
+    subs = {"en": [{"start": "00:00:00.000", "end": "00:00:01.000", "lines": ["one"]},
+                   {"start": "00:00:01.000", "end": "00:00:02.000", "lines": ["two"]}]}
+    sample = {"__key__": "000000012", "mp4": make_video(3.0, 64, 48, fps=10, gop=5),
+              "json": {"key": "000000012", "status": "success", "clips": [[0, 1], [1, 2]],
+                       "yt_meta_dict": {"info": {"id": "x"}, "subtitles": subs}}}
+    out = run_chain(sample, [Clip()])
+    assert [o["__key__"] for o in out] == ["000000012_00000", "000000012_00001"]
+    assert [o["json"]["key"] for o in out] == ["000000012_00000", "000000012_00001"]
+    assert out[0]["json"]["yt_meta_dict"]["info"] == {"id": "x"} and out[1]["json"]["yt_meta_dict"] == {}
+    assert [o["json"]["clip_subtitles"][0]["lines"] for o in out] == [{"en": ["one"]}, {"en": ["two"]}]

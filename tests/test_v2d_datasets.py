@@ -125,7 +125,7 @@ def test_dataset_page_runs(page, tmp_path, monkeypatch, videos):
         "HDVILA.md": lambda s: "cuts" in s["json"] and ("m4a" in s) == s["json"]["url"].endswith(("v0.mp4", "v2.mp4")),
         "Kinetics.md": lambda s: s["txt"] == "abseiling" and s["json"]["split"] == "train",
         "MSRVTT.md": lambda s: s["json"]["caption_19"].startswith("caption 19"),
-        "ACAV.md": lambda s: s["__key__"].endswith("_0") and s["json"]["clips"] == [[1.0, 3.0]],
+        "ACAV.md": lambda s: s["__key__"].endswith("_00000") and s["json"]["clips"] == [[1.0, 3.0]],
         "VideoCC.md": lambda s: s["json"]["video_metadata"]["format"]["format_name"].startswith("mov")
                                 and s["json"]["cuts"] and s["json"]["clips"],
     }[page]

@@ -24,6 +24,7 @@ from ..decode.media import (MediaError, decode_packet, duration_seconds, keyfram
 from ..sample import Sample
 from .audio import PREROLL, AudioEncoder, SpanTrim, layout_for
 from .base import Subsampler
+from .youtube import clip_subtitles
 from .probe import (Probe, ffprobe_json, media_bytes, probe_container, probe_filename, publish_probe,
                     set_pixel_format)
 
@@ -196,7 +197,7 @@ def x264_asm_without_avx512() -> Optional[str]:
 
 
 class Clip(VideoOp):
-    """Split a video into clips ``{key}_{i}``: spans from fixed ``window``-second windows, else ``json["clips"]``
+    """Split a video into clips ``{key}_{i:05d}`` (video2dataset's keys): spans from fixed ``window``-second windows, else ``json["clips"]``
     (the table's clip column, or CutDetection with ``cuts_are_clips``), else the scenes of a preceding CutDetection;
     filtered and split by min/max length.
 
@@ -209,7 +210,7 @@ class Clip(VideoOp):
     PRECISIONS = ("exact", "keyframe_adjusted", "keyframe")
     #: video2dataset's precision names for ours
     PRECISION_ALIASES = {"low": "keyframe"}
-    metadata_fields = {"clips": "json", "original_key": "string", "clip_index": "int64"}
+    metadata_fields = {"clips": "json", "original_key": "string", "clip_index": "int64", "clip_subtitles": "json"}
 
     def __init__(self, window: Optional[float] = None, min_length: float = 0.0, max_length: Optional[float] = None,
                  max_length_strategy: str = "all", precision: str = "exact", no_clips: str = "fail") -> None:
@@ -632,7 +633,8 @@ def _shift(packet, start: float, target) -> None:
 
 def clip_samples(sample: Sample, ext: str, spans: Sequence[Span], media: Sequence[Dict[str, Any]],
                  shared: bool = False) -> List[Sample]:
-    """One sample per span keyed ``{key}_{i}``, with video2dataset's clip metadata (``clips``, ``key``) plus
+    """One sample per span keyed ``{key}_{i:05d}``, with video2dataset's clip metadata (``clips``, ``key``, the
+    ``clip_subtitles`` of a video with subtitles, its ``yt_meta_dict`` on the first clip only) plus
     ``original_key``; ``media`` gives each clip's payloads. ``shared``: the media is the whole original, so
     ``json["span"]`` tells the next subsampler which part to read. Clip times given as ``HH:MM:SS.fff`` text are
     written back as text, as video2dataset keeps them."""
@@ -646,10 +648,14 @@ def clip_samples(sample: Sample, ext: str, spans: Sequence[Span], media: Sequenc
         clip_meta = copy.deepcopy(meta)
         written = [_time_text(t) for t in span] if textual else list(span)
         clip_meta.update(clips=[written], original_key=meta.get("key", key),
-                         key=f"{meta.get('key', key)}_{i}", clip_index=i)
+                         key=f"{meta.get('key', key)}_{i:05d}", clip_index=i)
+        if (meta.get("yt_meta_dict") or {}).get("subtitles") is not None:
+            clip_meta["clip_subtitles"] = clip_subtitles(meta, span)
+        if i and "yt_meta_dict" in clip_meta:
+            clip_meta["yt_meta_dict"] = {}
         if shared:
             clip_meta["span"] = list(span)
-        out.append({**base, "__key__": f"{key}_{i}", **payload, "json": clip_meta})
+        out.append({**base, "__key__": f"{key}_{i:05d}", **payload, "json": clip_meta})
     return out
 
 

@@ -162,24 +162,14 @@ def clip_subtitles(meta: Mapping[str, Any], span: Sequence[float]) -> List[Dict[
 
 
 class SubtitleCaptions(Subsampler):
-    """After a Clip: ``json["clip_subtitles"]`` for each clip and its first line as the caption (``txt``), as
-    video2dataset writes subtitle clips."""
-
-    metadata_fields = {"clip_subtitles": "json"}
+    """After a Clip: the first line of each clip's ``json["clip_subtitles"]`` (the Clip writes them) as its
+    caption (``txt``), as video2dataset captions subtitle clips."""
 
     def __call__(self, sample: Sample) -> Sample:
         meta = sample.setdefault("json", {})
-        spans = meta.get("clips") or []
-        if not spans or not _first_language(meta):
-            return sample
-        found = clip_subtitles(meta, [_time(t) for t in spans[0]])
-        meta["clip_subtitles"] = found
+        found = meta.get("clip_subtitles")
         if found:
             first = next(iter(found[0]["lines"].values()))
             sample["txt"] = first[0] if first else ""
             meta["caption"] = sample["txt"]
         return sample
-
-
-def _time(value: Any) -> float:
-    return _seconds(value) if isinstance(value, str) else float(value)
