@@ -66,11 +66,11 @@ def tree_cpu_seconds(pid: int) -> float:
     """CPU seconds (user + system) used by process ``pid`` and all its descendants, those alive and those they
     reaped: the cost of a run whatever else loads the machine (wall time on a shared machine is not)."""
     tick, children, cpu = os.sysconf("SC_CLK_TCK"), {}, {}
-    for entry in os.listdir("/proc"):
+    for entry in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open(f"/proc/{entry}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):   # not a process, or gone meanwhile
+        except (OSError, IndexError):   # gone meanwhile
             continue
         children.setdefault(int(fields[1]), []).append(int(entry))
         cpu[int(entry)] = sum(int(v) for v in fields[11:15]) / tick   # utime, stime, cutime, cstime
