@@ -14,8 +14,11 @@ import pytest
 import streamv2d as sv
 from streamv2d.cli import main
 from streamv2d.config import job_from_dict
-from streamv2d.engines.base import rank_shards
+import threading
+
+from streamv2d.engines.base import opened_once, poll_store, rank_shards, shard_groups
 from conftest import write_csv
+from s3_server import bucket, moto_endpoint  # noqa: F401  (fixtures)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -56,6 +59,38 @@ def test_ranks_split_the_shards():
     assert rank_shards(range(5), "multiprocessing", {}) == [0, 1, 2, 3, 4]
     with pytest.raises(ValueError, match="RANK/WORLD_SIZE are not set"):
         rank_shards(range(5), "torchrun", {})
+
+
+def test_shard_groups_cut_the_todo_list():
+    assert shard_groups([3, 4, 5, 7, 9], 2) == [[3, 4], [5, 7], [9]]
+    with pytest.raises(ValueError, match="shards_per_task: 0 is not >= 1"):
+        shard_groups([1], 0)
+
+
+class _EmptyStore:
+    """A store on which no shard ever appears (the job ends without publishing)."""
+    class location:
+        fresh = staticmethod(lambda: None)
+        published_names = staticmethod(lambda root: [])
+    root = "unused"
+
+
+def test_polling_ends_when_the_job_does_not_a_poll_later():
+    """Bug: the Spark engine slept a whole poll interval after its job had ended before its last look (up to 1 s
+    of every run). A wait that returns when the job ends makes the last look at once, whatever the interval."""
+    ended = threading.Event()
+    timer = threading.Timer(0.05, ended.set)
+    timer.start()
+    events = poll_store(_EmptyStore(), [0], lambda: not ended.is_set(), lambda: {0: "lost"}, every=3600,
+                        wait=ended.wait)
+    assert list(events) == [(0, "lost")]
+
+
+def test_a_worker_opens_a_shipped_job_once():
+    loads = []
+    first = opened_once("job-a", lambda: loads.append("a") or ("job", "store"))
+    assert opened_once("job-a", lambda: loads.append("again")) is first and loads == ["a"]
+    assert opened_once("job-b", lambda: ("other", "store")) == ("other", "store")   # a new job replaces it
 
 
 def test_a_rank_materializes_only_its_shards(tmp_path, job, monkeypatch):
@@ -114,9 +149,11 @@ def spark_session():
     spark.stop()
 
 
-def test_spark_equals_a_local_run(tmp_path, job, reference, spark_session):
+@pytest.mark.parametrize("per_task", [1, 2])
+def test_spark_equals_a_local_run(tmp_path, job, reference, spark_session, per_task):
     out = str(tmp_path / "out")
-    result = sv.materialize(None, out, job, distributor="spark", progress=False)
+    result = sv.materialize(None, out, job, distributor="spark", distributor_args={"shards_per_task": per_task},
+                            progress=False)
     assert result.failed == [] and result.written == 3
     assert files_of(out) == reference
 
@@ -226,3 +263,22 @@ def test_distribution_config_maps_video2dataset_distributors():
     assert job_from_dict({"distribution": {"distributor": "pyspark"}}).distributor == "spark"
     with pytest.raises(ValueError, match=r"distributor_args: \['workers'\] mean nothing to ray"):
         job_from_dict({"distribution": {"distributor": "ray", "distributor_args": {"workers": 3}}})
+
+
+def test_slurm_to_s3_with_storage_options_given_in_python(tmp_path, job, reference, slurm_cluster, bucket,
+                                                           monkeypatch):
+    """``storage_options`` given in Python reach the array tasks (they read the job file and write the shards
+    on the store with them): nothing in the environment or fsspec's config points at the S3 server."""
+    import fsspec.config
+
+    options = json.loads(os.environ["FSSPEC_S3"])
+    monkeypatch.delenv("FSSPEC_S3")
+    monkeypatch.delitem(fsspec.config.conf, "s3")
+    out = f"{bucket}/slurm"
+    result = sv.materialize(None, out, job, distributor="slurm", progress=False, storage_options=options,
+                            tmp_dir=str(tmp_path / "scratch"))
+    assert result.failed == [] and result.written == 3
+    fs, root = fsspec.core.url_to_fs(out, **options)
+    names = sorted(p[len(root) + 1:] for p in fs.find(root) if "/.streamv2d/" not in p)
+    assert names == sorted(reference)
+    assert fs.cat_file(f"{root}/00001.tar") == reference["00001.tar"]

@@ -4,7 +4,7 @@
 
 ``multiprocessing`` (local processes, the default; under torchrun each rank takes shards ``rank::world_size``),
 ``torchrun`` (the same, but requires ``RANK``/``WORLD_SIZE``), ``ray`` (tasks with retries), ``spark`` (one
-task per shard), ``slurm`` (a job array, one task per group of shards)."""
+task per group of shards, default one), ``slurm`` (a job array, one task per group of shards)."""
 from __future__ import annotations
 
 import importlib
@@ -15,7 +15,7 @@ DISTRIBUTORS: Dict[str, Tuple[Optional[str], Tuple[str, ...]]] = {
     "multiprocessing": (None, ()),
     "torchrun": (None, ()),
     "ray": ("streamv2d.engines.ray", ("address", "init", "retries", "num_cpus_per_task")),
-    "spark": ("streamv2d.engines.spark", ("master", "conf")),
+    "spark": ("streamv2d.engines.spark", ("master", "conf", "shards_per_task")),
     "slurm": ("streamv2d.engines.slurm", ("shards_per_task", "max_parallel", "sbatch_args", "python", "log_dir",
                                           "poll_seconds")),
 }

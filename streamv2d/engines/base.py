@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from tqdm import tqdm
 
@@ -15,6 +15,10 @@ log = logging.getLogger("streamv2d")
 POLL_SECONDS = 1.0
 
 Event = Tuple[int, Optional[str]]   # (shard id, error message or None)
+
+#: The (ShardJob, store) this worker process opened, by the key of its shipment: every task of a job on one worker
+#: shares one (unpickled once; its thread pool, HTTP connections and table cursor reused across shards).
+_OPENED: Dict[str, Tuple[Any, Any]] = {}
 
 
 def run_shard(shard_job, store, shard_id: int) -> int:
@@ -26,6 +30,15 @@ def run_shard(shard_job, store, shard_id: int) -> int:
         store.record_failure(shard_id, f"{type(exc).__name__}: {exc}")
         raise
     return shard_id
+
+
+def opened_once(key: str, load: Callable[[], Tuple[Any, Any]]) -> Tuple[Any, Any]:
+    """The (ShardJob, store) shipped under ``key``, ``load()``-ed the first time this process sees ``key``; one job
+    at a time (an earlier job's is dropped, its pool with it)."""
+    if key not in _OPENED:
+        _OPENED.clear()
+        _OPENED[key] = load()
+    return _OPENED[key]
 
 
 def rank_shards(ids: Sequence[int], distributor: str, environ=os.environ) -> List[int]:
@@ -42,10 +55,20 @@ def rank_shards(ids: Sequence[int], distributor: str, environ=os.environ) -> Lis
     return list(ids[rank::world])
 
 
+def shard_groups(todo: Sequence[int], per_task: int) -> List[List[int]]:
+    """``todo`` cut into consecutive groups of ``per_task`` shards, one per task (fewer, longer tasks: an engine's
+    per-task cost is paid once per group); ValueError naming the setting when ``per_task`` < 1."""
+    if per_task < 1:
+        raise ValueError(f"distributor_args.shards_per_task: {per_task} is not >= 1")
+    return [list(todo[i:i + per_task]) for i in range(0, len(todo), per_task)]
+
+
 def poll_store(store, todo: Iterable[int], running: Callable[[], bool],
-               errors: Callable[[], Dict[int, str]] = dict, every: float = POLL_SECONDS) -> Iterator[Event]:
+               errors: Callable[[], Dict[int, str]] = dict, every: float = POLL_SECONDS,
+               wait: Callable[[float], object] = time.sleep) -> Iterator[Event]:
     """Events of shards ``todo`` as they appear complete on the store (one listing per look), while
-    ``running()``; then the ``errors()`` of those that did not complete."""
+    ``running()``; then the ``errors()`` of those that did not complete. Between looks it calls ``wait(every)``:
+    an engine that can tell when its job ends passes a wait that returns then (no idle interval at the end)."""
     pending = set(todo)
     while pending:
         alive = running()
@@ -56,7 +79,7 @@ def poll_store(store, todo: Iterable[int], running: Callable[[], bool],
         pending -= done
         if not alive:
             break
-        time.sleep(every)
+        wait(every)
     failures = errors()
     for shard_id in sorted(pending & set(failures)):
         yield shard_id, failures[shard_id]

@@ -1,4 +1,5 @@
-"""Ray: one task per shard (retried when its worker dies), the ShardJob and store put in the object store once.
+"""Ray: one task per shard (retried when its worker dies); the ShardJob and store are put in the object store once
+and opened once per worker process, so a worker's tasks share its thread pool and connections.
 
 ``distributor_args``: ``address`` (a cluster; default ``RAY_ADDRESS`` or a local one), ``init`` (more
 ``ray.init`` keywords), ``retries`` (per task, default 3), ``num_cpus_per_task`` (default 1). A Ray already
@@ -9,7 +10,7 @@ from typing import Any, Dict, Iterator, List
 
 import ray
 
-from .base import Event, follow, last_line, run_shard
+from .base import Event, follow, last_line, opened_once, run_shard
 
 
 def run(shard_job, store, todo: List[int], args: Dict[str, Any], *, progress: bool, detach: bool) -> List[int]:
@@ -22,10 +23,17 @@ def run(shard_job, store, todo: List[int], args: Dict[str, Any], *, progress: bo
             init["address"] = args["address"]
         ray.init(**{"include_dashboard": False, "log_to_driver": False, **init})
     task = ray.remote(num_cpus=args.get("num_cpus_per_task", 1), max_retries=int(args.get("retries", 3)),
-                      retry_exceptions=False)(run_shard)
-    job_ref, store_ref = ray.put(shard_job), ray.put(store)
-    refs = {task.remote(job_ref, store_ref, k): k for k in todo}
+                      retry_exceptions=False)(run_shipped)
+    shipped = [ray.put((shard_job, store))]   # in a list: Ray passes the reference, not a fresh copy per task
+    refs = {task.remote(shipped, k): k for k in todo}
     return follow(store, todo, _events(refs), progress, "ray")
+
+
+def run_shipped(shipped: List[Any], shard_id: int) -> int:
+    """The task: shard ``shard_id`` of the job whose (ShardJob, store) reference is ``shipped[0]``, fetched and
+    unpickled once per worker process."""
+    ref = shipped[0]
+    return run_shard(*opened_once(ref.hex(), lambda: ray.get(ref)), shard_id)
 
 
 def _events(refs: Dict[Any, int]) -> Iterator[Event]:

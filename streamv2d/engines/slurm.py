@@ -28,7 +28,7 @@ from typing import Any, Dict, List, Sequence
 import fsspec
 
 from ..cache.layout import meta_dir
-from .base import POLL_SECONDS, follow, last_line, poll_store, run_shard
+from .base import POLL_SECONDS, follow, last_line, poll_store, run_shard, shard_groups
 
 
 #: The environment variables carrying a submission's signing key, and its store's storage options, to its tasks.
@@ -36,10 +36,7 @@ KEY_VARIABLE, STORAGE_VARIABLE = "STREAMV2D_JOB_KEY", "STREAMV2D_JOB_STORAGE"
 
 
 def run(shard_job, store, todo: List[int], args: Dict[str, Any], *, progress: bool, detach: bool):
-    per_task = int(args.get("shards_per_task", 1))
-    if per_task < 1:
-        raise ValueError(f"distributor_args.shards_per_task: {per_task} is not >= 1")
-    groups = [todo[i:i + per_task] for i in range(0, len(todo), per_task)]
+    groups = shard_groups(todo, int(args.get("shards_per_task", 1)))
     job_file = f"{meta_dir(store.root)}/jobs/{uuid.uuid4().hex}.pkl"
     if store.location.local:
         os.makedirs(os.path.dirname(job_file), exist_ok=True)
