@@ -212,9 +212,12 @@ def v2d_read(pattern: str, batch_size: int, num_frames: int, size: int, workers:
                       "shape": list(first["mp4"].shape)}))
 
 
+V2D_READ = inspect.getsource(v2d_read)   # read once: the file may be edited while a run goes on
+
+
 def v2d_loader(v2d_python: str, shim: str, pattern: str) -> Dict[str, float]:
     """``v2d_read`` in a video2dataset interpreter: clips/s, first batch's seconds, clips."""
-    code = f"{inspect.getsource(v2d_read)}\nv2d_read({pattern!r}, {BATCH}, {NUM_FRAMES}, {SIZE}, {WORKERS})"
+    code = f"{V2D_READ}\nv2d_read({pattern!r}, {BATCH}, {NUM_FRAMES}, {SIZE}, {WORKERS})"
     done = subprocess.run([v2d_python, "-c", code], capture_output=True, text=True,
                           env={**os.environ, **v2d_env(shim)})
     if done.returncode:
