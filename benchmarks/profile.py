@@ -116,9 +116,13 @@ def main() -> None:
     print_table(f"CPU seconds by stage, {args.count} videos, 2 processes / DataLoader workers", rows)
     print("\nshares of each job's CPU (%):")
     for row in rows:
-        parts = {k: row[k] for k in (*STAGES, "main", "other") if row[k] > 0.005 * row["cpu_s"]}
-        print(f"  {row['job']:14s} " + ", ".join(f"{k} {100 * v / row['cpu_s']:.0f}" for k, v in
-                                                  sorted(parts.items(), key=lambda kv: -kv[1])))
+        print(f"  {row['job']:14s} {shares(row)}")
+
+
+def shares(row: dict) -> str:
+    """``run_job``'s stages as percentages of the job's CPU, largest first (those under 0.5 % left out)."""
+    parts = {k: row[k] for k in (*STAGES, "main", "other") if row[k] > 0.005 * row["cpu_s"]}
+    return ", ".join(f"{k} {100 * v / row['cpu_s']:.0f}" for k, v in sorted(parts.items(), key=lambda kv: -kv[1]))
 
 
 if __name__ == "__main__":
