@@ -26,7 +26,7 @@ order every other repeat; figures are medians, ratios medians of the per-repeat 
    counted).
 6. first sample from ``iter(loader)`` in row 5 (video2dataset: job 2, then its loader's first batch).
 
-Then one profiled run of each streamv2d job (``profile.run_job``, ``STREAMV2D_PROFILE``): CPU seconds by stage
+Then one profiled run of each streamv2d job (``stage_profile.run_job``, ``STREAMV2D_PROFILE``): CPU seconds by stage
 and each stage's share. Needs the ffmpeg CLI (``apt-get install -y ffmpeg``) and video2dataset 1.3 with its
 dependencies (``.ci/v2d-reader-env`` in the v2dloader worktree builds one).
 
@@ -59,12 +59,13 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from _common import print_table, served
 from frames import NUM_FRAMES, SIZE, PlainURLLoader, clips_in, plain_shard_loader, run
 from materialize import ENCODE, MODE, RATE, build_corpus, corpus_folder, ffmpeg_cli, run_mode
-from profile import run_job, shares
+from stage_profile import run_job, shares
 from streamv2d import Frames, VideoDataset
 
 T = TypeVar("T")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-V2D_PYTHON = "/work/wt-v2dloader/.venv-v2d/bin/python"
+#: The environment .ci/v2d-reader-env builds (video2dataset 1.3.0 and its dependencies).
+V2D_PYTHON = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".venv-v2d", "bin", "python")
 WORKERS = 2
 BATCH = 8
 GET_RANK_SHIM = '''"""video2dataset 1.3 catches RuntimeError from get_rank() without a process group (torch 2.1);
@@ -430,7 +431,7 @@ def measure_on_the_fly(args, table: str, urls: List[str]) -> "tuple[List[TableRo
 
 
 def measure_profiles(args, work: str, table: str, shards: str) -> List[dict]:
-    """One profiled run of each streamv2d job (``profile.run_job``): CPU seconds by stage."""
+    """One profiled run of each streamv2d job (``stage_profile.run_job``): CPU seconds by stage."""
     folder = os.path.join(work, "profiles")
     os.makedirs(folder)
     return [run_job(job, table, folder, shards) for job in ("download", "transcode", "frames-shards", "frames-fly")]

@@ -1,8 +1,8 @@
 """Per-stage CPU profile of the issue's jobs: where each one's CPU time goes (fetch, demux, decode, convert,
 encode, tar, our own glue, the DataLoader's IPC in the main process), beside its wall time and start-up.
 
-    python benchmarks/profile.py                 # 16 real 10-s videos (materialize.py's corpus), 2 processes
-    python benchmarks/profile.py --count 8
+    python benchmarks/stage_profile.py                 # 16 real 10-s videos (materialize.py's corpus), 2 processes
+    python benchmarks/stage_profile.py --count 8
 
 Each job runs in a child process with ``STREAMV2D_PROFILE`` set (:mod:`streamv2d.profile`): every process it
 starts reports its CPU seconds by stage. ``row`` is our own per-row code (outside every named stage), ``main``
