@@ -19,14 +19,11 @@ import argparse
 import csv
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-import uuid
 
 from _common import print_table, served
 
@@ -35,6 +32,7 @@ from streamv2d.cache.layout import ShardPaths
 from streamv2d.cache.location import Location
 from streamv2d.cache.writer import publish_data
 from streamv2d.demo import make_corpus
+from streamv2d.demo.s3 import make_bucket, s3_options, start_moto
 from streamv2d.subsamplers import Encode
 
 ENGINES = ("local-1", "local-2", "ray", "spark")
@@ -181,27 +179,10 @@ def summary_rows(rounds, startup, reference: str = "local-2"):
     return rows
 
 
-def start_moto():
-    port = 5000 + os.getpid() % 1000
-    binary = shutil.which("moto_server") or os.path.join(os.path.dirname(sys.executable), "moto_server")
-    proc = subprocess.Popen([binary, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    endpoint = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(endpoint, timeout=1)
-            break
-        except OSError:
-            time.sleep(0.1)
-    bucket = f"bench{uuid.uuid4().hex[:8]}"
-    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/{bucket}", method="PUT")).close()
-    return proc, bucket, {"key": "testing", "secret": "testing",
-                          "client_kwargs": {"endpoint_url": endpoint, "region_name": "us-east-1"}}
-
-
 def publish_vs_put(size: int, repeat: int) -> list:
     """Seconds to publish a ``size``-byte shard (data + stats) to moto, and a plain s3fs put of the same file."""
-    proc, bucket, options = start_moto()
+    proc, endpoint = start_moto()
+    bucket, options = make_bucket(endpoint, "bench"), s3_options(endpoint)
     rows = []
     try:
         location = Location(f"s3://{bucket}/out", options)

@@ -14,6 +14,7 @@ import pytest
 import streamv2d as sv
 from streamv2d.cli import main
 from streamv2d.config import job_from_dict
+from streamv2d.demo.s3 import free_port
 import threading
 
 from streamv2d.engines.base import opened_once, poll_store, rank_shards, shard_groups
@@ -183,12 +184,6 @@ PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def slurm_cluster():
     """A real single-node Slurm (Debian's slurm-wlm + munge) started as root, once (this module)."""
@@ -199,7 +194,7 @@ def slurm_cluster():
     os.makedirs(f"{folder}/spool")
     conf = f"{folder}/slurm.conf"
     with open(conf, "w") as f:
-        f.write(SLURM_CONF.format(host=socket.gethostname(), ctld_port=_free_port(), d_port=_free_port(),
+        f.write(SLURM_CONF.format(host=socket.gethostname(), ctld_port=free_port(), d_port=free_port(),
                                   dir=folder, cpus=os.cpu_count()))
     started = []
     if subprocess.run(["munge", "-n"], capture_output=True).returncode != 0:
