@@ -13,8 +13,8 @@ import json
 import os
 import threading
 import time
-from contextlib import contextmanager
-from typing import Dict, Iterable, Iterator, Optional, TypeVar
+from contextlib import contextmanager, nullcontext
+from typing import ContextManager, Dict, Iterable, Iterator, Optional, TypeVar
 
 T = TypeVar("T")
 
@@ -23,6 +23,7 @@ ENABLED = FOLDER is not None
 
 _totals: Dict[str, float] = {}
 _lock = threading.Lock()
+_IDLE = nullcontext()
 _local = threading.local()   # .name: the stage this thread is in, .since: thread_time when it entered it
 
 
@@ -42,12 +43,14 @@ def _charge(name: Optional[str], now: float) -> None:
             _totals[name] = _totals.get(name, 0.0) + now - _local.since
 
 
+def stage(name: str) -> ContextManager[None]:
+    """Count the calling thread's CPU time inside the block to ``name`` (not to the stage around it); when
+    profiling is off, one shared do-nothing context (this sits on per-packet and per-frame paths)."""
+    return _measured(name) if ENABLED else _IDLE
+
+
 @contextmanager
-def stage(name: str) -> Iterator[None]:
-    """Count the calling thread's CPU time inside the block to ``name`` (not to the stage around it)."""
-    if not ENABLED:
-        yield
-        return
+def _measured(name: str) -> Iterator[None]:
     outer, now = getattr(_local, "name", None), time.thread_time()
     _charge(outer, now)
     _local.name, _local.since = name, now
@@ -62,13 +65,14 @@ def stage(name: str) -> Iterator[None]:
 
 
 def timed(name: str, items: Iterable[T]) -> Iterator[T]:
-    """``items``, with the time spent producing each (a demuxer reading packets, say) counted to ``name``."""
-    if not ENABLED:
-        yield from items
-        return
-    iterator = iter(items)
+    """``items``, with the time spent producing each (a demuxer reading packets, say) counted to ``name``; their
+    own iterator when profiling is off."""
+    return _timed(name, iter(items)) if ENABLED else iter(items)
+
+
+def _timed(name: str, iterator: Iterator[T]) -> Iterator[T]:
     while True:
-        with stage(name):
+        with _measured(name):
             try:
                 item = next(iterator)
             except StopIteration:
