@@ -276,3 +276,22 @@ def test_a_job_over_tar_shards_honours_samples_per_shard_from_python(tmp_path):
                                                                   "000004", "000010", "000011"]
     same = sv.materialize(None, str(tmp_path / "kept"), sv.Job(source=a), progress=False)
     assert not same.failed and len(glob.glob(str(tmp_path / "kept" / "*.tar"))) == 2   # the default keeps shards
+
+
+def test_video_dataset_over_tar_shards_cuts_them_as_materialize_does(tmp_path):
+    """One meaning for ``samples_per_shard`` on tar shards: VideoDataset, with and without a cache, yields what
+    materialize writes (keys and media), and the cache holds shards of the size asked."""
+    a = dataset(tmp_path / "a", "a", [3, 4], failed={1})
+    job = sv.Job(source=a, table={"samples_per_shard": 3})
+    assert not sv.materialize(None, str(tmp_path / "out"), job, progress=False).failed
+    written = [(s["__key__"], s.get("mp4")) for s in read_tars(tmp_path / "out") if "mp4" in s]
+    assert [k for k, _ in written] == ["000000", "000002", "000010", "000011", "000012", "000020"]   # 3 + 3 + 1, cut anew
+
+    def streamed(**options):
+        return [(s["__key__"], s.get("mp4")) for s in sv.VideoDataset(a, samples_per_shard=3, **options)]
+
+    assert streamed() == written
+    assert streamed(cache_dir=str(tmp_path / "cache")) == written          # epoch 1 writes through
+    assert streamed(cache_dir=str(tmp_path / "cache")) == written          # epoch 2 reads the cache
+    cached = sv.VideoDataset(a, samples_per_shard=3, cache_dir=str(tmp_path / "cache")).cache
+    assert cached.complete_shards() == [0, 1, 2]
