@@ -77,10 +77,15 @@ def tar_of(path, members) -> str:
     return str(path)
 
 
+#: Modules whose tests leave threads a later DataLoader's forked workers can inherit mid-lock and hang on, in the
+#: order they run after every other test: s3fs's event loop and its resolver threads (moto), then the engines'
+#: runtimes (Ray's gRPC, Spark's JVM gateway, Slurm).
+RUN_LAST = ("test_object_store.py", "test_workflows.py", "test_engines.py")
+
+
 def pytest_collection_modifyitems(session, config, items):
-    """The engine tests (Ray, Spark, Slurm) run last: their runtimes leave threads (gRPC, a JVM gateway) that a
-    later DataLoader's forked workers can inherit mid-lock and hang on."""
-    items.sort(key=lambda item: item.fspath.basename == "test_engines.py")
+    """The :data:`RUN_LAST` modules run last, in that order (the sort is stable: the rest keep theirs)."""
+    items.sort(key=lambda item: RUN_LAST.index(item.fspath.basename) + 1 if item.fspath.basename in RUN_LAST else 0)
 
 
 def fail_stats_writes(monkeypatch, error: BaseException):
