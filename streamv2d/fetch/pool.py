@@ -12,14 +12,20 @@ R = TypeVar("R")
 def ordered_map(fn: Callable[[T], R], items: Iterable[T], executor: ThreadPoolExecutor, window: int) -> Iterator[R]:
     """Like ``executor.map`` but lazy over ``items`` and bounded: memory stays O(window) whatever the input.
 
-    Closing the generator early cancels what has not started; running calls finish in the background."""
+    The window opens like TCP's slow start: the first item runs alone and each result yielded doubles it, up to
+    ``window``. The first sample then has the network, the server and the interpreter to itself (with 16 rows
+    fetched at once it took 0.74 s on loopback instead of 0.52 s, ``benchmarks/floor.py``), and the pipeline is
+    full after a handful of rows. Closing the generator early cancels what has not started; running calls
+    finish in the background."""
     pending: Deque[Future] = deque()
     source = iter(items)
+    limit = 1
     try:
         for item in source:
             pending.append(executor.submit(fn, item))
-            if len(pending) >= window:
+            if len(pending) >= limit:
                 yield pending.popleft().result()
+                limit = min(window, 2 * limit)
         while pending:
             yield pending.popleft().result()
     finally:
