@@ -26,6 +26,11 @@ order every other repeat; figures are medians, ratios medians of the per-repeat 
    counted).
 6. first sample from ``iter(loader)`` in row 5 (video2dataset: job 2, then its loader's first batch).
 
+Rows 3–5 also give the exact floor: the most any loader returning exact frames could lead the plain one by —
+its CPU per clip over the least such a loader must spend (``decode_floor.py``'s mandatory packets, plus handing
+the frames to the main process, measured with blank tensors through the same DataLoader). Row 6 gives the first
+clip's exact decode floor on one core.
+
 Then one profiled run of each streamv2d job (``stage_profile.run_job``, ``STREAMV2D_PROFILE``): CPU seconds by stage
 and each stage's share. Needs the ffmpeg CLI (``apt-get install -y ffmpeg``) and video2dataset 1.3 with its
 dependencies (``.ci/v2d-reader-env`` in the v2dloader worktree builds one).
@@ -54,13 +59,17 @@ from dataclasses import dataclass
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, TypeVar
 
 import requests
+import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from _common import print_table, served
+from decode_floor import frames_costs, timed_packets
+from decoders import uniform
 from frames import NUM_FRAMES, SIZE, PlainURLLoader, clips_in, plain_shard_loader, run
 from materialize import ENCODE, MODE, RATE, build_corpus, corpus_folder, ffmpeg_cli, run_mode
 from stage_profile import run_job, shares
 from streamv2d import Frames, VideoDataset
+from streamv2d.materialize import usable_cpus
 
 T = TypeVar("T")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -300,6 +309,49 @@ def rates(runs: Sequence[Dict[str, float]], key: str = "rate") -> List[float]:
     return [r[key] for r in runs]
 
 
+# -- floors -------------------------------------------------------------------------------------------------------
+class BlankClips(IterableDataset):
+    """``count`` clips' frames (8×224²×3 uint8, zeros) split over the workers: only their transfer costs."""
+
+    def __init__(self, count: int):
+        self.count = count
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        info = get_worker_info()
+        for _ in range(info.id, self.count, info.num_workers):
+            yield torch.zeros(NUM_FRAMES, SIZE, SIZE, 3, dtype=torch.uint8)
+
+
+def transfer_floor(clips: int, repeats: int) -> float:
+    """CPU s per clip of handing its frames from 2 DataLoader workers to the main process (the workers' start
+    included), through the same ``run``: what every loader of rows 3–5 pays beside decoding."""
+    return median([run(lambda: two_workers(BlankClips(clips)))["cpu"] for _ in range(repeats)])
+
+
+def decode_floor(clips: Sequence[bytes]) -> float:
+    """Mean CPU s per clip of the least any exact reader of 8 uniform frames must decode: the reference frames
+    from each run's keyframe and the wanted ones (``decode_floor.frames_costs``, one timed pass per clip)."""
+    distinct = list(dict.fromkeys(clips))
+    return statistics.mean(frames_costs(timed_packets(data, 1), uniform(data, NUM_FRAMES))[1] for data in distinct)
+
+
+def tar_clips(folder: str) -> List[bytes]:
+    """The videos of an output folder's tars."""
+    clips = []
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".tar"):
+            with tarfile.open(os.path.join(folder, name)) as tar:
+                clips += [tar.extractfile(m).read() for m in tar if m.name.endswith(".mp4") and m.size > 0]
+    return clips
+
+
+def exact_bound(plain_rates: Sequence[float], floor: float, transfer: float) -> float:
+    """The most an exact loader could lead the plain one by: the clips/s of both cores doing nothing but the
+    floor's work (decoding only what must be, plus the transfer; no conversion, no tar parsing) over the plain
+    loader's measured clips/s."""
+    return usable_cpus() / (floor + transfer) / median(plain_rates)
+
+
 # -- the table ----------------------------------------------------------------------------------------------------
 @dataclass
 class TableRow:
@@ -374,7 +426,7 @@ def measure_transcode(args, work: str, table: str, v2d_downloads: List[float], s
     return row, v2d_totals, out("ours", last), out("v2d", last)
 
 
-def measure_shard_reads(args, label: str, folder: str, shim: str):
+def measure_shard_reads(args, label: str, folder: str, shim: str, transfer: float):
     """Rows 3 and 4: 8 frames 224² from one tool's job-2 shards. Returns the row and video2dataset's runs."""
     pattern = shard_pattern(folder)
     runs = alternate({
@@ -386,10 +438,12 @@ def measure_shard_reads(args, label: str, folder: str, shim: str):
     _check_clips(runs, len(args.paths))
     plain = rates(runs["webdataset + PyAV"])
     lead, batched = ratio(rates(runs["streamv2d"]), plain), ratio(rates(runs[f"streamv2d batch={BATCH}"]), plain)
+    bound = exact_bound(plain, decode_floor(tar_clips(folder)), transfer)
     row = TableRow(label, f"its loader: {median(rates(runs['video2dataset loader'])):.0f} clips/s",
                    f"webdataset + PyAV: {median(plain):.0f} clips/s",
                    f"{median(rates(runs['streamv2d'])):.0f} ({median(rates(runs[f'streamv2d batch={BATCH}'])):.0f}"
-                   f" with `batch_size={BATCH}`)", f"ours / wds {lead:.2f}× ({batched:.2f}× batched)",
+                   f" with `batch_size={BATCH}`)", f"ours / wds {lead:.2f}× ({batched:.2f}× batched); "
+                   f"exact floor ≤ {bound:.2f}×",
                    "≥ 2.5× webdataset + PyAV without tuning", lead >= 2.5)
     return row, runs["video2dataset loader"]
 
@@ -400,7 +454,7 @@ def _check_clips(runs: Dict[str, List[Dict[str, float]]], expected: int) -> None
             raise RuntimeError(f"{name}: read {[int(r['clips']) for r in results]} clips, expected {expected}")
 
 
-def measure_on_the_fly(args, table: str, urls: List[str]) -> "tuple[List[TableRow], Dict[str, list]]":
+def measure_on_the_fly(args, table: str, urls: List[str], transfer: float) -> "tuple[List[TableRow], Dict[str, list]]":
     """Row 5 and its default-shard-size line: URL → 8 frames 224²."""
     counts: List[Counter] = []
 
@@ -417,11 +471,14 @@ def measure_on_the_fly(args, table: str, urls: List[str]) -> "tuple[List[TableRo
     _check_clips(runs, len(urls))
     plain = rates(runs["plain"])
     lead, lead_default = ratio(rates(runs["streamv2d 16"]), plain), ratio(rates(runs["streamv2d default"]), plain)
+    originals = [open(path, "rb").read() for path in args.paths]
+    bound = exact_bound(plain, decode_floor(originals), transfer)
     split = " / ".join("+".join(str(c[w]) for w in range(WORKERS)) for c in counts)
     idle = any(min(c[w] for w in range(WORKERS)) == 0 for c in counts)
     rows = [TableRow(f"on the fly, URL → 8 frames 224², {WORKERS} workers, `samples_per_shard=16`", "no such mode",
                      f"plain requests + PyAV loader: {median(plain):.1f} clips/s",
-                     f"{median(rates(runs['streamv2d 16'])):.1f}", f"ours / plain {lead:.2f}×",
+                     f"{median(rates(runs['streamv2d 16'])):.1f}",
+                     f"ours / plain {lead:.2f}×; exact floor ≤ {bound:.2f}×",
                      "≥ 2.5× the plain loader",
                      lead >= 2.5),
             TableRow(f"the same with the default `samples_per_shard` ({len(urls)} rows = 1 shard)", "—", "—",
@@ -462,16 +519,18 @@ def main() -> None:
         download, walls = measure_download(args, work, table, urls, shim)
         transcode, v2d_job2, our_shards, v2d_shards = measure_transcode(args, work, table, walls["video2dataset"],
                                                                         shim)
+        transfer = transfer_floor(len(urls), args.repeats)
         ours_read, _ = measure_shard_reads(args, "8 frames 224² from streamv2d's shards of that job, 2 workers",
-                                           our_shards, shim)
+                                           our_shards, shim, transfer)
         theirs_read, v2d_reads = measure_shard_reads(
             args, "8 frames 224² from **video2dataset's** shards of the same job (x264 defaults, long GOPs)",
-            v2d_shards, shim)
-        fly_rows, fly = measure_on_the_fly(args, table, urls)
+            v2d_shards, shim, transfer)
+        fly_rows, fly = measure_on_the_fly(args, table, urls, transfer)
         plain_first, our_first = rates(fly["plain"], "first"), rates(fly["streamv2d 16"], "first")
         first = TableRow("first sample from `iter(loader)`",
                          f"≈ {median(v2d_job2) + median(rates(v2d_reads, 'first')):.1f} s (job 2 first)",
-                         f"plain loader {median(plain_first):.2f} s",
+                         f"plain loader {median(plain_first):.2f} s; the first clip's exact decode floor: "
+                         f"{decode_floor([open(args.paths[0], 'rb').read()]):.2f} s of one core",
                          f"{median(our_first):.2f} s (default shards: "
                          f"{median(rates(fly['streamv2d default'], 'first')):.2f})",
                          f"ours / plain {ratio(our_first, plain_first):.2f}×", "< 0.3 s", median(our_first) < 0.3)
@@ -481,6 +540,11 @@ def main() -> None:
           f" workers, medians of {args.repeats}; load average {load0[0]:.1f} at the start, {load1[0]:.1f} at the end"
           f" ({load1[2]:.1f} over 15 min); {time.perf_counter() - start:.0f} s")
     print_markdown([download, transcode, ours_read, theirs_read, *fly_rows, first])
+    print(f"\nexact floor ≤ N×: the clips/s of {usable_cpus()} cores spending only the least any exact reader must "
+          f"spend, over the plain loader's — the reference frames from each run's keyframe and the wanted ones "
+          f"decoded (decode_floor.py), plus "
+          f"{1000 * transfer:.1f} ms of one core to hand a clip's frames to the main process (a DataLoader of blank "
+          f"8×224²×3 tensors, 2 workers); no conversion, no tar parsing")
     print_table("streamv2d's jobs, CPU seconds by stage (one profiled run each)", profiles)
     print("\nshares of each job's CPU (%), by row: download = 1, transcode = 2, frames-shards = 3, frames-fly = 5")
     for row in profiles:
