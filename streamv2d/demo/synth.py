@@ -16,6 +16,8 @@ def encode_video(frames: Iterable[np.ndarray], fps: int, *, container: str = "mp
     adds an AAC tone. ``options`` go to the encoder (x264 defaults here: ultrafast, crf 28)."""
     import av
 
+    from ..scheduling import encode_frame
+
     buf = io.BytesIO()
     with av.open(buf, mode="w", format=container) as out:
         stream = astream = None
@@ -33,9 +35,9 @@ def encode_video(frames: Iterable[np.ndarray], fps: int, *, container: str = "mp
                     astream.layout = "stereo"
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
             frame.pts, frame.time_base = i, Fraction(1, fps)
-            for packet in stream.encode(frame):
+            for packet in encode_frame(stream, frame):
                 out.mux(packet)
-        for packet in stream.encode() if stream is not None else ():
+        for packet in encode_frame(stream, None) if stream is not None else ():
             out.mux(packet)
         if astream is not None:
             _encode_tone(out, astream, audio_seconds)

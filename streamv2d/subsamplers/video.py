@@ -22,6 +22,7 @@ from ..decode.convert import frame_to_array
 from ..decode.media import (MediaError, decode_packet, duration_seconds, keyframe_timestamps, open_media,
                             seek_keyframe, skips_per_packet, start_seconds, stream_fps, video_stream)
 from ..sample import Sample
+from ..scheduling import encode_frame
 from .audio import PREROLL, AudioEncoder, SpanTrim, layout_for
 from .base import Subsampler
 from .youtube import clip_subtitles
@@ -542,12 +543,12 @@ class VideoSink:
             out.pts, out.time_base = k, self.time_base
             out.pict_type = PictureType.NONE  # the encoder places keyframes, not the source's GOP
             with profile.stage("encode"):
-                self.oc.mux(self.stream.encode(out))
+                self.oc.mux(encode_frame(self.stream, out))
             self.count = k + 1
 
     def flush(self) -> None:
         with profile.stage("encode"):
-            self.oc.mux(self.stream.encode(None))
+            self.oc.mux(encode_frame(self.stream, None))
 
 
 class _AudioOut:
