@@ -179,10 +179,15 @@ def test_the_pool_window_opens_from_one_item_so_the_first_row_runs_alone():
             submitted.append(item)
             yield item
 
-    in_flight = []   # items submitted and not yet yielded, as each result is yielded
-    with ThreadPoolExecutor(4) as executor:
-        for result in ordered_map(lambda item: item, items(), executor, window=8):
-            assert result == len(in_flight)
-            in_flight.append(len(submitted) - result)
-    assert in_flight[:5] == [1, 2, 4, 8, 8]
-    assert max(in_flight) == 8 and len(in_flight) == 40
+    def in_flight(**window):   # items submitted and not yet yielded, as each result is yielded
+        submitted.clear()
+        seen = []
+        with ThreadPoolExecutor(4) as executor:
+            for result in ordered_map(lambda item: item, items(), executor, **window):
+                assert result == len(seen)
+                seen.append(len(submitted) - result)
+        return seen
+
+    assert in_flight(window=8)[:5] == [1, 2, 4, 8, 8]
+    assert max(in_flight(window=8)) == 8 and len(in_flight(window=8)) == 40
+    assert in_flight(window=8, initial=8)[:2] == [8, 8]   # a caller that wants the whole window from the start

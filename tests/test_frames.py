@@ -1,6 +1,7 @@
 """``Frames``: tensors of the right frames, the span contract, seeded sampling, failures, DataLoader use."""
 from __future__ import annotations
 
+import functools
 import io
 import pickle
 import threading
@@ -16,6 +17,7 @@ from conftest import write_csv
 from streamv2d import VideoDataset
 from streamv2d.demo import make_video
 from streamv2d.demo.synth import encode_video
+from streamv2d.fetch.pool import ordered_map
 from streamv2d.sample import FAILED_TO_SUBSAMPLE
 from streamv2d.subsamplers import Frames, describe, run_chain
 from streamv2d.subsamplers.base import current_row
@@ -253,6 +255,8 @@ def test_tar_shard_with_keys_in_reverse_order_decodes_in_row_order(tmp_path, mon
     slots = RecordingSlots()
     monkeypatch.setattr(frames_module, "decode_slot", lambda: slots)
     monkeypatch.setattr(streamv2d.pipeline, "core_share", lambda: 2)   # rows run in the pool on any machine
+    # every row in flight at once (no slow start), so all six queue for the slot the test holds
+    monkeypatch.setattr(streamv2d.pipeline, "ordered_map", functools.partial(ordered_map, initial=len(keys)))
     ds = VideoDataset(str(tmp_path / "00000.tar"), subsamplers=[Frames(num_frames=2, size=32)], fetch_threads=6)
     out = []
     grants = grants_after_queueing(slots, lambda: [started(lambda: out.extend(ds))], len(keys))
