@@ -311,7 +311,8 @@ def rates(runs: Sequence[Dict[str, float]], key: str = "rate") -> List[float]:
 
 # -- floors -------------------------------------------------------------------------------------------------------
 class BlankClips(IterableDataset):
-    """``count`` clips' frames (8×224²×3 uint8, zeros) split over the workers: only their transfer costs."""
+    """``count`` clips' frames (8×224²×3 uint8, written as a decoder would write them, so their pages are really
+    allocated) split over the workers: what making room for a clip's frames and handing them over costs."""
 
     def __init__(self, count: int):
         self.count = count
@@ -319,7 +320,7 @@ class BlankClips(IterableDataset):
     def __iter__(self) -> Iterator[torch.Tensor]:
         info = get_worker_info()
         for _ in range(info.id, self.count, info.num_workers):
-            yield torch.zeros(NUM_FRAMES, SIZE, SIZE, 3, dtype=torch.uint8)
+            yield torch.full((NUM_FRAMES, SIZE, SIZE, 3), 128, dtype=torch.uint8)
 
 
 def transfer_floor(clips: int, repeats: int) -> float:
