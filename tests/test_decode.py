@@ -325,3 +325,17 @@ def test_decoder_is_drained_once_the_last_wanted_packet_is_in(bframes):
             counting.demuxed.clear()
             np.testing.assert_array_equal(reader.read(indices), np.stack([full[i] for i in indices]))
             assert reader._index(counting.demuxed[-1]) in indices
+
+
+def test_a_read_is_filled_in_the_order_asked_and_names_the_frames_it_lacks():
+    """Frames go straight into the output, each into every position that asked for it, in any decode order."""
+    from streamv2d.decode.base import Gathered
+
+    out = Gathered([5, 2, 5, 9], 2, 3)
+    for index in (2, 5, 9):
+        out.put(index, np.full((2, 3, 3), index, np.uint8))
+    assert [int(frame[0, 0, 0]) for frame in out.result()] == [5, 2, 5, 9]
+    partial = Gathered([1, 4, 7], 2, 3)
+    partial.put(4, np.zeros((2, 3, 3), np.uint8))
+    with pytest.raises(MediaError, match=r"frames \[1, 7\] could not be decoded"):
+        partial.result()

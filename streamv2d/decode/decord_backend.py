@@ -6,7 +6,7 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
-from .base import MediaError, VideoInfo, VideoReader, gather
+from .base import Gathered, MediaError, VideoInfo, VideoReader
 from .geometry import center_crop, scaled_size
 from .pyav import PyAVReader
 
@@ -49,8 +49,10 @@ class DecordReader(VideoReader):
             batch = reader.get_batch(wanted).asnumpy()
         except (decord.DECORDError, RuntimeError) as exc:
             raise MediaError(f"decoding failed: {exc}") from exc
-        frames = np.ascontiguousarray(center_crop(batch, size))
-        return gather(dict(zip(wanted, frames)), indices)
+        out = Gathered(indices, *batch.shape[1:3]) if size is None else Gathered(indices, size, size)
+        for index, frame in zip(wanted, center_crop(batch, size)):
+            out.put(index, frame)
+        return out.result()
 
 
 def open_decord(data: bytes, threads: int = 1) -> DecordReader:

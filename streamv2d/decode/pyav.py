@@ -4,11 +4,11 @@ packet is in; when a keyframe lies between two wanted frames, seek to it instead
 GOP."""
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
-from .base import VideoInfo, VideoReader, gather
+from .base import Gathered, VideoInfo, VideoReader
 from .convert import frame_to_array
 from .geometry import center_crop, scaled_size
 from .media import (MediaError, decode_packet, duration_seconds, open_media, rewind, seek_keyframe,
@@ -70,18 +70,17 @@ class PyAVReader(VideoReader):
 
         wanted = sorted(set(indices))
         width, height = scaled_size(self.info.width, self.info.height, size)
-        decoded: Dict[int, np.ndarray] = {}
+        out = Gathered(indices, size or height, size or width)
 
         def keep(frames, run: "set[int]") -> None:
             for index, frame in frames:
                 if index in run:
-                    decoded[index] = np.ascontiguousarray(center_crop(frame_to_array(frame, "rgb24", width, height),
-                                                                      size))
+                    out.put(index, center_crop(frame_to_array(frame, "rgb24", width, height), size))
 
         try:
             if self._by_count:
                 keep(self._counted_frames(wanted[-1]), set(wanted))
-                return gather(decoded, indices)
+                return out.result()
             jumps = self._keyframe_indices if self._jump_gops and len(wanted) > 1 else []
             for run in keyframe_runs(wanted, jumps):
                 # from the keyframe before the run; if that misses frames, from the start: a packet marked key may
@@ -90,11 +89,11 @@ class PyAVReader(VideoReader):
                 members = set(run)
                 for start in dict.fromkeys((self._start + int(run[0] * self._pts_per_frame), self._start)):
                     keep(self._frames(seek_keyframe(self._container, self._stream, start), members, run[-1]), members)
-                    if decoded.keys() >= members:
+                    if out.filled >= members:
                         break
         except av.FFmpegError as exc:
             raise MediaError(f"decoding failed: {exc}") from exc
-        return gather(decoded, indices)
+        return out.result()
 
     def _frames(self, packets, wanted: "set[int]", last: int):
         """(index, frame) from ``packets`` in presentation order until frame ``last`` has been seen. Once every
