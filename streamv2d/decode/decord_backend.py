@@ -49,8 +49,9 @@ class DecordReader(VideoReader):
             batch = reader.get_batch(wanted).asnumpy()
         except (decord.DECORDError, RuntimeError) as exc:
             raise MediaError(f"decoding failed: {exc}") from exc
-        out = Gathered(indices, *batch.shape[1:3]) if size is None else Gathered(indices, size, size)
-        for index, frame in zip(wanted, center_crop(batch, size)):
+        frames = center_crop(batch, size)
+        out = Gathered(indices, *frames.shape[1:3])
+        for index, frame in zip(wanted, frames):
             out.put(index, frame)
         return out.result()
 
