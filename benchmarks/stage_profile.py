@@ -1,15 +1,19 @@
-"""Per-stage CPU profile of the issue's jobs: where each one's CPU time goes (fetch, demux, decode, convert,
-encode, tar, our own glue, the DataLoader's IPC in the main process), beside its wall time and start-up.
+"""Per-stage CPU profile of the issue's jobs: where each one's CPU time goes (start-up, fetch, reading shards,
+demux, decode, convert, encode, tar, our own glue, the hand-off of samples between processes), beside its wall
+time.
 
     python benchmarks/stage_profile.py                 # 16 real 10-s videos (materialize.py's corpus), 2 processes
     python benchmarks/stage_profile.py --count 8
 
 Each job runs in a child process with ``STREAMV2D_PROFILE`` set (:mod:`streamv2d.profile`): every process it
-starts reports its CPU seconds by stage. ``row`` is our own per-row code (outside every named stage), ``main``
-the main process's CPU outside stages (its imports and start-up, the DataLoader's unpickling, the progress bar),
-``other`` the workers' CPU outside the calling threads' stages: their start-up, IPC pickling, tar parsing of shard
-sources, and the threads codecs start themselves (x264's lookahead and slice threads, libavcodec's frame threads),
-whose time no stage's thread sees.
+starts reports its CPU seconds by stage. ``start-up`` is every process's CPU before its first row (the main
+process's imports and set-up, each worker's until its first stage); ``read`` parsing shard sources (tar members,
+parquet pages); ``row`` our own per-row code outside every named stage; ``main`` the main process's CPU after its
+start-up outside stages (receiving samples from DataLoader workers — unpickling, mapping shared memory — or the
+pool's results and the progress bar); ``other`` the workers' CPU after their start-up outside the calling threads'
+stages: handing samples over (the DataLoader's pickling, shared memory and queue threads) and the threads codecs
+start themselves (x264's lookahead and slice threads, libavcodec's frame threads), whose time no stage's thread
+sees.
 """
 from __future__ import annotations
 
@@ -28,7 +32,7 @@ from materialize import build_corpus, corpus_folder
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 JOBS = ("download", "transcode", "frames-shards", "frames-fly")
-STAGES = ("fetch", "probe", "demux", "decode", "convert", "encode", "transcode", "frames", "tar", "row")
+STAGES = ("fetch", "read", "probe", "demux", "decode", "convert", "encode", "transcode", "frames", "tar", "row")
 
 
 def child(job: str, table: str, out: str, shards: str) -> None:
@@ -43,7 +47,7 @@ def child(job: str, table: str, out: str, shards: str) -> None:
     chain = [sv.Probe(), sv.FPS(5), sv.Resolution(224, mode="scale,crop"),
              sv.Encode(codec="libx264", crf=23, preset="veryfast")]
     rows = sum(1 for _ in open(table)) - 1
-    first = None
+    first, started = None, time.process_time()   # the main process's start-up: its CPU before the job starts
     if job in ("download", "transcode"):
         result = sv.materialize(table, out, sv.Job(subsamplers=chain if job == "transcode" else [],
                                                    table={"samples_per_shard": max(1, rows // 2)}),
@@ -59,7 +63,8 @@ def child(job: str, table: str, out: str, shards: str) -> None:
             samples += 1
     profile.save()
     print(json.dumps({"wall_s": time.perf_counter() - start, "import_s": imported, "first_s": first,
-                      "samples": samples, "main_pid": os.getpid(), "cpu_main": time.process_time()}))
+                      "samples": samples, "main_pid": os.getpid(), "cpu_main": time.process_time(),
+                      "startup_main": started}))
 
 
 def run_job(job: str, table: str, work: str, shards: str) -> dict:
@@ -77,20 +82,22 @@ def run_job(job: str, table: str, work: str, shards: str) -> dict:
     by_pid = collect(folder)
     stages = {s: 0.0 for s in STAGES}
     workers_total = main_staged = 0.0
+    startup = figures["startup_main"]
     for pid, totals in by_pid.items():
         for name, seconds in totals.items():
-            if name != "process":
+            if name not in ("process", "start-up"):
                 stages[name] = stages.get(name, 0.0) + seconds
                 main_staged += seconds if pid == figures["main_pid"] else 0.0
         if pid != figures["main_pid"]:
             workers_total += totals.get("process", 0.0)
+            startup += totals.get("start-up", 0.0)
     staged = sum(stages.values())
     row = {"job": job, "wall_s": figures["wall_s"], "import_s": figures["import_s"],
            "first_s": figures["first_s"] if figures["first_s"] is not None else float("nan"),
-           "samples": figures["samples"], "cpu_s": figures["cpu_main"] + workers_total}
+           "samples": figures["samples"], "cpu_s": figures["cpu_main"] + workers_total, "start-up": startup}
     row.update({s: stages[s] for s in STAGES})
-    row["main"] = max(0.0, figures["cpu_main"] - main_staged)
-    row["other"] = max(0.0, row["cpu_s"] - staged - row["main"])
+    row["main"] = max(0.0, figures["cpu_main"] - figures["startup_main"] - main_staged)
+    row["other"] = max(0.0, row["cpu_s"] - staged - row["main"] - startup)
     return row
 
 
@@ -121,7 +128,7 @@ def main() -> None:
 
 def shares(row: dict) -> str:
     """``run_job``'s stages as percentages of the job's CPU, largest first (those under 0.5 % left out)."""
-    parts = {k: row[k] for k in (*STAGES, "main", "other") if row[k] > 0.005 * row["cpu_s"]}
+    parts = {k: row[k] for k in ("start-up", *STAGES, "main", "other") if row[k] > 0.005 * row["cpu_s"]}
     return ", ".join(f"{k} {100 * v / row['cpu_s']:.0f}" for k, v in sorted(parts.items(), key=lambda kv: -kv[1]))
 
 

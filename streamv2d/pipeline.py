@@ -128,7 +128,7 @@ class ShardProcessor:
         page, a vanished file) ends with one failure record for its unread rest instead of an exception that
         would end the epoch."""
         try:
-            for row in self.source.read(shard, start):
+            for row in profile.timed("read", self.source.read(shard, start)):
                 yield row, False
         except Exception as exc:
             key = f"{shard.id:05d}_unreadable"

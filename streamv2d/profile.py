@@ -25,11 +25,13 @@ _totals: Dict[str, float] = {}
 _lock = threading.Lock()
 _IDLE = nullcontext()
 _local = threading.local()   # .name: the stage this thread is in, .since: thread_time when it entered it
+_started: Dict[str, float] = {}   # "start-up": this process's CPU seconds when its first stage began
 
 
 def _forget() -> None:
     """A forked child starts from zero: its parent reports what it did itself."""
     _totals.clear()
+    _started.clear()
     _local.__dict__.clear()
 
 
@@ -52,6 +54,8 @@ def stage(name: str) -> ContextManager[None]:
 @contextmanager
 def _measured(name: str) -> Iterator[None]:
     outer, now = getattr(_local, "name", None), time.thread_time()
+    if not _started:
+        _started["start-up"] = time.process_time()
     _charge(outer, now)
     _local.name, _local.since = name, now
     try:
@@ -81,12 +85,13 @@ def _timed(name: str, iterator: Iterator[T]) -> Iterator[T]:
 
 
 def save() -> None:
-    """Write this process's totals, and its whole CPU time so far as ``process``, to ``{FOLDER}/{pid}.json``
-    (replaced whole: a reader never sees half); nothing when profiling is off."""
+    """Write this process's totals, its whole CPU time so far as ``process`` and its CPU before its first stage as
+    ``start-up``, to ``{FOLDER}/{pid}.json`` (replaced whole: a reader never sees half); nothing when profiling is
+    off."""
     if not ENABLED:
         return
     with _lock:
-        text = json.dumps({**_totals, "process": time.process_time()})
+        text = json.dumps({**_totals, "process": time.process_time(), **_started})
     path = os.path.join(FOLDER, f"{os.getpid()}.json")
     tmp = f"{path}.{threading.get_ident()}.tmp"
     try:
@@ -98,8 +103,8 @@ def save() -> None:
 
 
 def collect(folder: str) -> Dict[int, Dict[str, float]]:
-    """The CPU seconds by stage (and ``process``: all of it) of every process that reported into ``folder``,
-    by pid."""
+    """The CPU seconds by stage (and ``process``: all of it; ``start-up``: before its first stage) of every process
+    that reported into ``folder``, by pid."""
     out: Dict[int, Dict[str, float]] = {}
     for name in sorted(os.listdir(folder)):
         if name.endswith(".json"):

@@ -43,7 +43,11 @@ def test_a_profiled_materialize_reports_every_stage_and_writes_the_same_bytes(tm
         for name, seconds in report.items():
             assert seconds >= 0
             totals[name] = totals.get(name, 0.0) + seconds
-    assert {"row", "fetch", "decode", "encode", "convert", "demux", "transcode", "tar", "process"} <= set(totals)
+    assert {"row", "fetch", "read", "decode", "encode", "convert", "demux", "transcode", "tar", "process",
+            "start-up"} <= set(totals)
+    # each worker's start-up (its CPU before its first stage) is part of its CPU time; the main process runs none
+    workers = [r for r in reports.values() if set(r) - {"process", "start-up"}]
+    assert len(workers) == 2 and all(0 < r["start-up"] <= r["process"] for r in workers)
 
 
 def test_nested_stages_count_exclusively(monkeypatch, tmp_path):

@@ -14,6 +14,8 @@ from typing import Optional
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
+from .. import profile
+
 _local = threading.local()
 
 
@@ -24,4 +26,5 @@ def frame_to_array(frame, format: str = "rgb24", width: Optional[int] = None,
     if reformatter is None or _local.pid != os.getpid():
         reformatter = _local.reformatter = VideoReformatter()
         _local.pid = os.getpid()
-    return reformatter.reformat(frame, format=format, width=width, height=height, threads=1).to_ndarray()
+    with profile.stage("convert"):
+        return reformatter.reformat(frame, format=format, width=width, height=height, threads=1).to_ndarray()

@@ -54,8 +54,9 @@ def open_media(data: bytes, pixel_format: bool = False,
     max_pixels = max_pixels or _MAX_PIXELS.get()
     options = {"max_pixels": str(max_pixels)}
     try:
-        container = av.open(io.BytesIO(data), mode="r", options=options if pixel_format else
-                            {**options, "skip_frame": "all"})
+        with profile.stage("demux"):
+            container = av.open(io.BytesIO(data), mode="r", options=options if pixel_format else
+                                {**options, "skip_frame": "all"})
     except (av.FFmpegError, UnicodeDecodeError) as exc:
         raise MediaError(f"undecodable media: {exc}") from exc
     if not pixel_format and any(s.codec_context.width == 0 or s.start_time is None or _misdated(container, s)

@@ -8,6 +8,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from .. import profile
 from .base import Gathered, VideoInfo, VideoReader
 from .convert import frame_to_array
 from .geometry import center_crop, scaled_size
@@ -101,7 +102,7 @@ class PyAVReader(VideoReader):
         reorder delay waits for (often a P-frame, decoded for nothing)."""
         context = self._stream.codec_context
         unsent = set(wanted)
-        for packet in packets:
+        for packet in profile.timed("demux", packets):
             position = None if packet.pts is None else self._index(packet.pts)
             unsent.discard(position)
             keep = not self._skip_nonref or position is None or position in wanted
