@@ -24,6 +24,7 @@ from tqdm import tqdm
 from .cache import CacheStore, write_through
 from .cache.through import ShardBusy
 from .cache.lease import LEASE_SECONDS
+from .distribute.world import share_cores_among
 from .engines import run_engine
 from .engines.base import rank_shards
 from .job import Job, positive_int
@@ -114,7 +115,7 @@ def _run(shard_job: ShardJob, store: CacheStore, todo: List[int], processes: int
         tasks.put(shard_id)
     for _ in range(processes):
         tasks.put(None)
-    workers = [ctx.Process(target=_worker, args=(shard_job, store, tasks, events), daemon=True)
+    workers = [ctx.Process(target=_worker, args=(shard_job, store, tasks, events, processes), daemon=True)
                for _ in range(processes)]
     for w in workers:
         w.start()
@@ -173,10 +174,12 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
-def _worker(shard_job: ShardJob, store: CacheStore, tasks, events) -> None:
+def _worker(shard_job: ShardJob, store: CacheStore, tasks, events, processes: int) -> None:
     """Run the unit of work for shard ids from ``tasks`` until a None arrives; report counts on ``events``.
     A shard another process holds is left for last, then waited for: done by its holder, or taken over when
-    the holder dies (its lease goes with it). Ctrl-C is the parent's to handle: it stops the workers."""
+    the holder dies (its lease goes with it). Ctrl-C is the parent's to handle: it stops the workers. One of
+    ``processes`` on this machine, it decodes on its share of the cores."""
+    share_cores_among(processes)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _die_with_parent()

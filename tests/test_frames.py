@@ -21,7 +21,7 @@ from streamv2d.fetch.pool import ordered_map
 from streamv2d.sample import FAILED_TO_SUBSAMPLE
 from streamv2d.subsamplers import Frames, describe, run_chain
 from streamv2d.subsamplers.base import current_row
-from streamv2d.subsamplers.frames import _OrderedSlots
+from streamv2d.distribute.slots import _OrderedSlots
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +179,7 @@ def test_dataset_with_frames_through_dataloader(tmp_path, url_rows):
 
 def test_decode_slots_are_per_process():
     from streamv2d.distribute import core_share
-    from streamv2d.subsamplers.frames import decode_slot
+    from streamv2d.distribute.slots import decode_slot
 
     slots = decode_slot()
     assert decode_slot() is slots

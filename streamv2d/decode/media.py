@@ -95,6 +95,14 @@ def check_video_header(container, size: int, max_pixels: Optional[int] = None) -
         raise MediaError(f"video declares {max(declared):.0f} s, over the {MAX_DURATION_SECONDS} s a video may last")
 
 
+def decoder_threads(stream, threads: int = 1):
+    """``stream`` (returned) set to decode on ``threads`` threads, before its decoder opens; one (the default) where
+    other rows, workers or processes already keep every core busy."""
+    stream.codec_context.thread_count = threads
+    stream.codec_context.thread_type = "AUTO" if threads > 1 else "NONE"
+    return stream
+
+
 def video_stream(container) -> "av.video.stream.VideoStream":
     if not container.streams.video:
         raise MediaError("no video stream")

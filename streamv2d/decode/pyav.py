@@ -12,8 +12,8 @@ from .. import profile
 from .base import Gathered, VideoInfo, VideoReader
 from .convert import frame_to_array
 from .geometry import center_crop, scaled_size
-from .media import (MediaError, decode_packet, duration_seconds, open_media, rewind, seek_keyframe,
-                    skips_per_packet, stream_fps, video_stream)
+from .media import (MediaError, decode_packet, decoder_threads, duration_seconds, open_media, rewind,
+                    seek_keyframe, skips_per_packet, stream_fps, video_stream)
 from .sampling import keyframe_runs
 
 
@@ -25,9 +25,7 @@ class PyAVReader(VideoReader):
     def __init__(self, data: bytes, threads: int = 1, skip_nonref: bool = True, jump_gops: bool = True):
         self._container = open_media(data)
         try:
-            self._stream = stream = video_stream(self._container)
-            stream.codec_context.thread_count = threads
-            stream.codec_context.thread_type = "AUTO" if threads > 1 else "NONE"
+            self._stream = stream = decoder_threads(video_stream(self._container), threads)
             rate = stream_fps(stream)
             self._skip_nonref = skip_nonref and skips_per_packet(stream.codec_context)
             self._jump_gops = jump_gops

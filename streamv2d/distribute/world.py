@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from typing import Optional
 
@@ -46,11 +47,19 @@ def _distributed() -> "tuple[int, int]":
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
+_SHARING = [1]   # processes of one job that share this machine's cores (materialize's local processes)
+
+
+def share_cores_among(processes: int) -> None:
+    """Declare this process one of ``processes`` that share the machine's cores (each of materialize's local
+    processes does), so its decoders keep only its share busy."""
+    _SHARING[0] = max(1, processes)
+
+
 def core_share() -> int:
     """Cores this process may keep busy: the machine's (its CPU affinity) divided among the DataLoader workers
-    of this process's rank, at least 1."""
-    from torch.utils.data import get_worker_info
-
+    of this process's rank, or among the job's processes (:func:`share_cores_among`), at least 1."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    info = get_worker_info()
-    return max(1, cores // (info.num_workers if info is not None else 1))
+    data = sys.modules.get("torch.utils.data")   # not imported: no DataLoader worker, and a curation job stays
+    info = data.get_worker_info() if data is not None else None   # without torch
+    return max(1, cores // ((info.num_workers if info is not None else 1) * _SHARING[0]))
