@@ -7,11 +7,14 @@ import io
 import os
 import tarfile
 import sysconfig
+from contextlib import contextmanager
 from typing import Dict, List
 
 import pytest
 
 from streamv2d.demo import LoopbackServer, make_corpus
+from streamv2d.distribute.slots import _OrderedSlots
+from streamv2d.subsamplers.base import current_row
 from streamv2d.pipeline import shutdown_pools
 
 
@@ -102,3 +105,17 @@ def fail_stats_writes(monkeypatch, error: BaseException):
 
     monkeypatch.setattr(Location, "write_json", failing)
     return lambda: monkeypatch.setattr(Location, "write_json", real)
+
+
+class RecordingSlots(_OrderedSlots):
+    """One decode slot that remembers each grant: the row order asked for, and the row the thread works on."""
+
+    def __init__(self):
+        super().__init__(1)
+        self.granted = []
+
+    @contextmanager
+    def hold(self, seq):
+        with super().hold(seq):
+            self.granted.append((seq, current_row()))
+            yield

@@ -6,22 +6,19 @@ import io
 import pickle
 import threading
 import time
-from contextlib import contextmanager
 
 import av
 import numpy as np
 import pytest
 import torch
 
-from conftest import write_csv
+from conftest import RecordingSlots, write_csv
 from streamv2d import VideoDataset
 from streamv2d.demo import make_video
 from streamv2d.demo.synth import encode_video
 from streamv2d.fetch.pool import ordered_map
 from streamv2d.sample import FAILED_TO_SUBSAMPLE
 from streamv2d.subsamplers import Frames, describe, run_chain
-from streamv2d.subsamplers.base import current_row
-from streamv2d.distribute.slots import _OrderedSlots
 
 
 @pytest.fixture(scope="module")
@@ -184,20 +181,6 @@ def test_decode_slots_are_per_process():
     slots = decode_slot()
     assert decode_slot() is slots
     assert slots._free == core_share()   # the main process (no DataLoader worker) gets every core
-
-
-class RecordingSlots(_OrderedSlots):
-    """One decode slot that remembers each grant: the row order asked for, and the row the thread works on."""
-
-    def __init__(self):
-        super().__init__(1)
-        self.granted = []
-
-    @contextmanager
-    def hold(self, seq):
-        with super().hold(seq):
-            self.granted.append((seq, current_row()))
-            yield
 
 
 def grants_after_queueing(slots, start_waiters, waiters):

@@ -9,6 +9,7 @@ import av
 import numpy as np
 import pytest
 
+from conftest import RecordingSlots
 from streamv2d.decode.media import open_media
 from streamv2d.demo import make_video
 from streamv2d.sample import FAILED_TO_SUBSAMPLE
@@ -277,29 +278,18 @@ def test_a_transcode_takes_a_decode_slot_and_decodes_on_one_thread(monkeypatch):
     """Rows transcode no more at once than the process has cores, earliest row first, each decoder on one
     thread: rows transcoding at will, each with libavcodec's threads, thrashed the same cores (materialize.py's
     job took 14 % longer on 2 cores, for the same bytes)."""
-    from contextlib import contextmanager
-
     import streamv2d.subsamplers.video as video
-    from streamv2d.distribute.slots import _OrderedSlots
     from streamv2d.subsamplers.base import row_context
 
-    slots, held, decoders = _OrderedSlots(1), [], []
-    real_hold, real_decode = slots.hold, video.decode_selected
-
-    @contextmanager
-    def hold(seq):
-        with real_hold(seq):
-            held.append(seq)
-            yield
+    slots, decoders, real_decode = RecordingSlots(), [], video.decode_selected
 
     def decode_selected(packets, stream, *args, **kwargs):
         decoders.append((stream.codec_context.thread_type.name, stream.codec_context.thread_count))
         return real_decode(packets, stream, *args, **kwargs)
 
-    slots.hold = hold
     monkeypatch.setattr(video, "decode_slot", lambda: slots)
     monkeypatch.setattr(video, "decode_selected", decode_selected)
     chain = compile_chain([FPS(5), Resolution(32, mode="scale,crop")])
     with row_context(3, 0):
         out = run_chain({"__key__": "a", "mp4": make_video(1.0, 64, 48, fps=10), "json": {}}, chain)
-    assert "mp4" in out[0] and held == [3] and decoders == [("NONE", 1)]
+    assert "mp4" in out[0] and slots.granted == [(3, 3)] and decoders == [("NONE", 1)]
