@@ -24,7 +24,7 @@ from tqdm import tqdm
 from .cache import CacheStore, write_through
 from .cache.through import ShardBusy
 from .cache.lease import LEASE_SECONDS
-from .distribute.world import share_cores_among
+from .distribute.world import local_ranks, machine_cores, share_cores_among
 from .engines import run_engine
 from .engines.base import rank_shards
 from .job import Job, positive_int
@@ -100,12 +100,9 @@ def materialize(source: Any, output: str, job: Optional[Job] = None, *, processe
 
 
 def usable_cpus() -> int:
-    """The CPUs this process may run on (its affinity, as a container or ``taskset`` limits it): the default
-    number of local processes."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:   # not on Linux
-        return os.cpu_count() or 1
+    """The default number of local processes: the CPUs this process may run on (its affinity, as a container or
+    ``taskset`` limits it), shared with the other torchrun ranks on this machine."""
+    return max(1, machine_cores() // local_ranks())
 
 
 def _run(shard_job: ShardJob, store: CacheStore, todo: List[int], processes: int, progress: bool) -> List[int]:

@@ -94,6 +94,83 @@ def test_a_worker_opens_a_shipped_job_once():
     assert opened_once("job-b", lambda: ("other", "store")) == ("other", "store")   # a new job replaces it
 
 
+@pytest.fixture()
+def eight_cores(monkeypatch):
+    """A machine of 8 CPUs, all this process's; the share declarations are put back after the test."""
+    from streamv2d.distribute import world
+
+    monkeypatch.setattr(world.os, "sched_getaffinity", lambda pid: set(range(8)))
+    monkeypatch.setattr(world.os, "cpu_count", lambda: 8)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    yield world
+    world.share_cores_among(1)
+
+
+def test_a_task_decodes_on_the_cpus_its_engine_granted(eight_cores):
+    """Bug: a Ray, Spark or Slurm task sized its decode slots from all the node's cores, while its engine ran one
+    task per granted CPU (2 tasks of 1 CPU on a 2-core node: 4 rows decoding at once). A task now decodes on its
+    grant, and a worker process reused by a job of another grant resizes its slots."""
+    from streamv2d.distribute.slots import decode_slot
+    from streamv2d.engines.base import run_shard
+    from streamv2d.engines.slurm import allocated_cpus
+
+    class Job:
+        def run(self, shard_id, store):
+            self.seen = (eight_cores.core_share(), decode_slot()._free)
+
+    shard_job = Job()
+    run_shard(shard_job, None, 0, 3)
+    assert shard_job.seen == (3, 3)
+    run_shard(shard_job, None, 1, 0.5)      # a fraction of a CPU still decodes one row at a time
+    assert shard_job.seen == (1, 1)
+    run_shard(shard_job, None, 2, 64)       # never more than the machine has
+    assert shard_job.seen == (8, 8)
+    run_shard(shard_job, None, 3)           # no grant: the machine's cores
+    assert shard_job.seen == (8, 8)
+    assert allocated_cpus({"SLURM_CPUS_ON_NODE": "4"}) == 4 and allocated_cpus({}) is None
+    with pytest.raises(ValueError, match="num_cpus_per_task: 0 is not a positive number"):
+        sv.Job(distributor="ray", distributor_args={"num_cpus_per_task": 0})
+
+
+def test_torchrun_ranks_on_one_machine_share_its_cores(eight_cores, monkeypatch):
+    """Bug: every torchrun rank of a materialize started one process per CPU, and each decoded on the whole
+    machine (4 ranks on 8 cores: 32 processes, each sized for 8 cores). Ranks split the cores, unless each is
+    already pinned to fewer CPUs than the machine has."""
+    from streamv2d.materialize import usable_cpus
+
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    assert usable_cpus() == 2 and eight_cores.core_share() == 2
+    eight_cores.share_cores_among(2)
+    assert eight_cores.core_share() == 1
+    monkeypatch.setattr(eight_cores.os, "sched_getaffinity", lambda pid: {0, 1})   # pinned to its 2 CPUs
+    assert eight_cores.local_ranks() == 1 and usable_cpus() == 2
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "many")
+    monkeypatch.setattr(eight_cores.os, "sched_getaffinity", lambda pid: set(range(8)))
+    with pytest.raises(ValueError, match="LOCAL_WORLD_SIZE: 'many' is not a positive number of ranks"):
+        usable_cpus()
+
+
+def with_core_share(job):
+    """``job`` with a last stage noting in each sample's json the cores its process may keep busy; a closure, so
+    cloudpickle ships it by value to Ray and Spark workers."""
+    from streamv2d.distribute import core_share
+
+    def record(sample):
+        sample["json"]["core_share"] = core_share()
+        return sample
+
+    return job.replace(subsamplers=[*job.subsamplers, record])
+
+
+def core_shares(folder) -> list:
+    """The cores each processed sample's process had, as ``with_core_share`` noted them (failed rows have none)."""
+    import webdataset as wds
+
+    samples = [s for name in sorted(os.listdir(folder)) if name.endswith(".tar")
+               for s in wds.WebDataset(os.path.join(folder, name), shardshuffle=False).decode()]
+    return [s["json"]["core_share"] for s in samples if "core_share" in s["json"]]
+
+
 def test_a_rank_materializes_only_its_shards(tmp_path, job, monkeypatch):
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
@@ -133,6 +210,12 @@ def test_ray_equals_a_local_run(tmp_path, job, reference, ray_local):
     result = sv.materialize(None, out, job, distributor="ray", distributor_args={"retries": 2}, progress=False)
     assert result.failed == [] and result.written == 3
     assert files_of(out) == reference
+
+
+def test_ray_tasks_decode_on_their_cpus(tmp_path, job, ray_local):
+    out = str(tmp_path / "out")
+    assert sv.materialize(None, out, with_core_share(job), distributor="ray", progress=False).written == 3
+    assert core_shares(out) == [1] * 5   # num_cpus_per_task 1 (before: the node's 2)
 
 
 @pytest.fixture(scope="module")
@@ -182,6 +265,12 @@ AccountingStorageType=accounting_storage/none
 NodeName={host} CPUs={cpus} State=UNKNOWN
 PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP
 """
+
+
+def test_spark_tasks_decode_on_their_cpus(tmp_path, job, spark_session):
+    out = str(tmp_path / "out")
+    assert sv.materialize(None, out, with_core_share(job), distributor="spark", progress=False).written == 3
+    assert core_shares(out) == [1] * 5   # spark.task.cpus 1 (before: the node's 2)
 
 
 @pytest.fixture(scope="module")

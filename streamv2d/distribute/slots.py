@@ -52,7 +52,8 @@ class _OrderedSlots:
 
 
 class _DecodeSlots:
-    """This process's share of the cores for decoding (:func:`core_share`), sized on first use."""
+    """This process's share of the cores for decoding (:func:`core_share`): sized on first use, and anew when the
+    share changes (a Ray or Spark worker process runs the tasks of jobs granted other CPU counts)."""
 
     def __init__(self) -> None:
         self._reset()
@@ -61,11 +62,13 @@ class _DecodeSlots:
     def _reset(self) -> None:
         self._lock = threading.Lock()
         self._slots: Optional[_OrderedSlots] = None
+        self._size = 0
 
     def __call__(self) -> _OrderedSlots:
+        share = core_share()
         with self._lock:
-            if self._slots is None:
-                self._slots = _OrderedSlots(core_share())
+            if self._slots is None or share != self._size:
+                self._slots, self._size = _OrderedSlots(share), share
             return self._slots
 
 

@@ -47,19 +47,50 @@ def _distributed() -> "tuple[int, int]":
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
-_SHARING = [1]   # processes of one job that share this machine's cores (materialize's local processes)
+_SHARING = {"processes": 1, "granted": None}   # how this process shares the machine (share_cores_among)
 
 
-def share_cores_among(processes: int) -> None:
-    """Declare this process one of ``processes`` that share the machine's cores (each of materialize's local
-    processes does), so its decoders keep only its share busy."""
-    _SHARING[0] = max(1, processes)
+def machine_cores() -> int:
+    """The CPUs this process may run on: its affinity, as a container, ``taskset`` or a Slurm cgroup limits it."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:   # not on Linux
+        return os.cpu_count() or 1
+
+
+def share_cores_among(processes: int, granted: Optional[float] = None) -> None:
+    """Declare this process one of ``processes`` of a job that share ``granted`` cores (default the machine's):
+    each of materialize's local processes does, and an engine's task with the CPUs its engine granted it (Ray's
+    ``num_cpus_per_task``, Spark's ``spark.task.cpus``, the Slurm allocation), so its decoders keep only its share
+    busy."""
+    if granted is not None and not granted > 0:
+        raise ValueError(f"granted cores must be positive, got {granted!r}")
+    _SHARING.update(processes=max(1, processes), granted=granted)
+
+
+def local_ranks(environ=os.environ) -> int:
+    """Ranks of this job on this machine, sharing its cores: torchrun's ``LOCAL_WORLD_SIZE``; 1 without it, or
+    when this rank already runs on fewer CPUs than the machine has (pinned to its share)."""
+    text = environ.get("LOCAL_WORLD_SIZE")
+    if text is None or machine_cores() < (os.cpu_count() or 1):
+        return 1
+    try:
+        ranks = int(text)
+    except ValueError:
+        ranks = 0
+    if ranks < 1:
+        raise ValueError(f"LOCAL_WORLD_SIZE: {text!r} is not a positive number of ranks")
+    return ranks
 
 
 def core_share() -> int:
-    """Cores this process may keep busy: the machine's (its CPU affinity) divided among the DataLoader workers
-    of this process's rank, or among the job's processes (:func:`share_cores_among`), at least 1."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    """Cores this process may keep busy: the machine's (:func:`machine_cores`, or fewer granted to its task),
+    divided among the ranks on this machine (:func:`local_ranks`), then among the DataLoader workers of this
+    process's rank or the job's local processes (:func:`share_cores_among`); at least 1."""
+    cores = machine_cores()
+    if _SHARING["granted"] is not None:
+        cores = min(cores, max(1, int(_SHARING["granted"])))
+    cores //= local_ranks()
     data = sys.modules.get("torch.utils.data")   # not imported: no DataLoader worker, and a curation job stays
     info = data.get_worker_info() if data is not None else None   # without torch
-    return max(1, cores // ((info.num_workers if info is not None else 1) * _SHARING[0]))
+    return max(1, cores // ((info.num_workers if info is not None else 1) * _SHARING["processes"]))

@@ -19,6 +19,8 @@ DISTRIBUTORS: Dict[str, Tuple[Optional[str], Tuple[str, ...]]] = {
     "slurm": ("streamv2d.engines.slurm", ("shards_per_task", "max_parallel", "sbatch_args", "python", "log_dir",
                                           "poll_seconds")),
 }
+#: Arguments that must be positive numbers (of CPUs, shards, tasks, seconds), checked when the job is made.
+POSITIVE = ("num_cpus_per_task", "shards_per_task", "max_parallel", "poll_seconds")
 #: What each engine needs installed, for the message when it is missing.
 EXTRAS = {"ray": "ray", "spark": "spark"}
 
@@ -32,6 +34,10 @@ def check_distributor(name: str, args: Optional[Mapping[str, Any]]) -> Tuple[str
     if unknown:
         raise ValueError(f"distributor_args: {unknown} mean nothing to {name}; it takes "
                          f"{list(DISTRIBUTORS[name][1]) or 'none'}")
+    for key in POSITIVE:
+        value = args.get(key)
+        if key in args and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0):
+            raise ValueError(f"distributor_args.{key}: {value!r} is not a positive number")
     return name, args
 
 

@@ -9,6 +9,8 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequ
 
 from tqdm import tqdm
 
+from ..distribute.world import share_cores_among
+
 log = logging.getLogger("streamv2d")
 
 #: Seconds between two looks at the store when an engine has no channel of its own.
@@ -21,9 +23,11 @@ Event = Tuple[int, Optional[str]]   # (shard id, error message or None)
 _OPENED: Dict[str, Tuple[Any, Any]] = {}
 
 
-def run_shard(shard_job, store, shard_id: int) -> int:
-    """The task body every engine runs: shard ``shard_id`` to completion; a failure is recorded on the store
-    (for ``status``) and raised. Returns the shard id."""
+def run_shard(shard_job, store, shard_id: int, granted: Optional[float] = None) -> int:
+    """The task body every engine runs: shard ``shard_id`` to completion, decoding on the ``granted`` CPUs its
+    engine gave the task (None: the machine's); a failure is recorded on the store (for ``status``) and raised.
+    Returns the shard id."""
+    share_cores_among(1, granted)
     try:
         shard_job.run(shard_id, store)
     except Exception as exc:

@@ -17,23 +17,24 @@ def run(shard_job, store, todo: List[int], args: Dict[str, Any], *, progress: bo
     if detach:
         raise ValueError("--detach: Ray tasks belong to the driver that submits them; use the slurm distributor, "
                          "or run the driver itself detached (ray job submit)")
+    cpus = args.get("num_cpus_per_task", 1)
     if not ray.is_initialized():
         init = dict(args.get("init") or {})
         if args.get("address"):
             init["address"] = args["address"]
         ray.init(**{"include_dashboard": False, "log_to_driver": False, **init})
-    task = ray.remote(num_cpus=args.get("num_cpus_per_task", 1), max_retries=int(args.get("retries", 3)),
-                      retry_exceptions=False)(run_shipped)
+    task = ray.remote(num_cpus=cpus, max_retries=int(args.get("retries", 3)), retry_exceptions=False)(run_shipped)
     shipped = [ray.put((shard_job, store))]   # in a list: Ray passes the reference, not a fresh copy per task
-    refs = {task.remote(shipped, k): k for k in todo}
+    refs = {task.remote(shipped, k, cpus): k for k in todo}
     return follow(store, todo, _events(refs), progress, "ray")
 
 
-def run_shipped(shipped: List[Any], shard_id: int) -> int:
+def run_shipped(shipped: List[Any], shard_id: int, cpus: float = 1) -> int:
     """The task: shard ``shard_id`` of the job whose (ShardJob, store) reference is ``shipped[0]``, fetched and
-    unpickled once per worker process."""
+    unpickled once per worker process, decoding on the task's ``cpus`` (Ray runs as many tasks on a node as its
+    CPUs hold)."""
     ref = shipped[0]
-    return run_shard(*opened_once(ref.hex(), lambda: ray.get(ref)), shard_id)
+    return run_shard(*opened_once(ref.hex(), lambda: ray.get(ref)), shard_id, cpus)
 
 
 def _events(refs: Dict[Any, int]) -> Iterator[Event]:

@@ -23,7 +23,7 @@ import secrets
 import subprocess
 import sys
 import uuid
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import fsspec
 
@@ -105,6 +105,13 @@ def _failures(store, todo: Sequence[int]) -> Dict[int, str]:
     return found
 
 
+def allocated_cpus(environ=os.environ) -> Optional[int]:
+    """The CPUs Slurm allocated this task on its node (``SLURM_CPUS_ON_NODE``: ``--cpus-per-task``, or the node
+    with ``--exclusive``), which its decoders keep busy; None outside Slurm. Array tasks share a node's cores."""
+    text = environ.get("SLURM_CPUS_ON_NODE", "")
+    return int(text) if text.isdigit() and int(text) > 0 else None
+
+
 def task_main(job_file: str, task: int) -> int:
     """One array task: the shards of group ``task``; exit 1 when any of them failed (the others still run)."""
     with fsspec.open(job_file, "rb", **json.loads(os.environ.get(STORAGE_VARIABLE) or "{}")) as f:
@@ -117,10 +124,10 @@ def task_main(job_file: str, task: int) -> int:
         raise SystemExit(f"{job_file}: the signature does not match: the job file was changed after submission; "
                          "nothing of it is run")
     shard_job, store, groups = pickle.loads(payload)
-    status = 0
+    status, granted = 0, allocated_cpus()
     for shard_id in groups[task]:
         try:
-            run_shard(shard_job, store, shard_id)
+            run_shard(shard_job, store, shard_id, granted)
         except Exception as exc:
             print(f"shard {shard_id} failed: {last_line(exc)}", file=sys.stderr)
             status = 1

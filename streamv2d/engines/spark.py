@@ -12,7 +12,7 @@ import threading
 import uuid
 from typing import Any, Dict, List, Optional, Tuple
 
-from pyspark import cloudpickle
+from pyspark import TaskContext, cloudpickle
 
 from .base import follow, log, opened_once, poll_store, run_shard, shard_groups
 
@@ -52,10 +52,12 @@ def run(shard_job, store, todo: List[int], args: Dict[str, Any], *, progress: bo
 
 
 def _task(shipped, token: str, shard_id: int) -> Tuple[int, Optional[str]]:
-    """Runs on an executor: shard ``shard_id``, its error as a message rather than a failed Spark job."""
+    """Runs on an executor: shard ``shard_id`` on the task's CPUs (``spark.task.cpus``: an executor runs as many
+    tasks at once as its cores hold), its error as a message rather than a failed Spark job."""
     shard_job, store = opened_once(token, lambda: cloudpickle.loads(shipped.value))
+    context = TaskContext.get()
     try:
-        run_shard(shard_job, store, shard_id)
+        run_shard(shard_job, store, shard_id, context.cpus() if context is not None else None)
         return shard_id, None
     except Exception as exc:
         return shard_id, f"{type(exc).__name__}: {exc}"
