@@ -1,7 +1,8 @@
 """A user's own subsampler beside the built-in ones: any callable ``sample -> sample | list | None`` plugs in.
 
 Here a brightness filter drops dark videos and records the mean luma it measured; it runs after the fused
-transcode, so it reads the small 5 fps, 64² output rather than the original. Run it:
+transcode, so it reads the small 5 fps, 64² output rather than the original. It decodes, so ``@decoding`` has it take
+its turn with the other decoding stages (as many rows decoding at once as the worker has cores). Run it:
 
     python examples/custom_subsampler.py
 """
@@ -11,7 +12,8 @@ import numpy as np
 
 from streamv2d.decode.media import open_media
 from streamv2d.demo import make_video
-from streamv2d.subsamplers import FPS, Probe, Resolution, Subsampler, compile_chain, from_config, register, run_chain
+from streamv2d.subsamplers import (FPS, Probe, Resolution, Subsampler, compile_chain, decoding, from_config, register,
+                                   run_chain)
 from streamv2d.subsamplers.probe import media_bytes
 
 
@@ -21,6 +23,7 @@ class MinBrightness(Subsampler):
     def __init__(self, threshold: float = 40.0) -> None:
         self.threshold = threshold
 
+    @decoding
     def __call__(self, sample):
         _, data = media_bytes(sample)
         with open_media(data) as container:

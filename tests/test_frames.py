@@ -228,7 +228,7 @@ def test_tar_shard_with_keys_in_reverse_order_decodes_in_row_order(tmp_path, mon
     import webdataset as wds
 
     import streamv2d.pipeline
-    import streamv2d.subsamplers.frames as frames_module
+    import streamv2d.subsamplers.base as base
 
     keys = [f"{i:03d}" for i in reversed(range(6))]
     data = make_video(0.5, 64, 48, fps=10)
@@ -236,7 +236,7 @@ def test_tar_shard_with_keys_in_reverse_order_decodes_in_row_order(tmp_path, mon
         for key in keys:
             writer.write({"__key__": key, "mp4": data, "json": {"key": key, "status": "success"}})
     slots = RecordingSlots()
-    monkeypatch.setattr(frames_module, "decode_slot", lambda: slots)
+    monkeypatch.setattr(base, "decode_slot", lambda: slots)
     monkeypatch.setattr(streamv2d.pipeline, "core_share", lambda: 2)   # rows run in the pool on any machine
     # every row in flight at once (no slow start), so all six queue for the slot the test holds
     monkeypatch.setattr(streamv2d.pipeline, "ordered_map", functools.partial(ordered_map, initial=len(keys)))

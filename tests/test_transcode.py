@@ -274,10 +274,24 @@ def is_av1(data: bytes) -> bool:
         return container.streams.video[0].codec_context.name in ("libdav1d", "av1", "libaom-av1")
 
 
-def test_a_transcode_takes_a_decode_slot_and_decodes_on_one_thread(monkeypatch):
-    """Rows transcode no more at once than the process has cores, earliest row first, each decoder on one
-    thread: rows transcoding at will, each with libavcodec's threads, thrashed the same cores (materialize.py's
-    job took 14 % longer on 2 cores, for the same bytes)."""
+def _decoding_stages():
+    from streamv2d.subsamplers import Audio, CutDetection, Frames, OpticalFlow
+
+    return {"transcode": (compile_chain([FPS(5), Resolution(32, mode="scale,crop")]), 1),
+            "cuts": ([CutDetection(threshold=20, min_scene_len=5)], 1),
+            "flow": ([OpticalFlow(fps=5, width=32)], 1),
+            "audio": ([Audio(format="wav")], 0),
+            "frames": ([Frames(num_frames=2, size=32)], 0)}
+
+
+@pytest.mark.parametrize("stage", ["transcode", "cuts", "flow", "audio", "frames"])
+def test_a_decoding_stage_takes_a_decode_slot_and_decodes_on_one_thread(monkeypatch, stage):
+    """Rows decode no more at once than the process has cores, earliest row first, each video decoder on one
+    thread. Rows transcoding at will, each with libavcodec's threads, thrashed the same cores (materialize.py's
+    job took 14 % longer on 2 cores, for the same bytes); cut detection, optical flow and audio took no slot at
+    all (a process ran as many as its fetch window held), and cut detection and flow decoded on libavcodec's
+    threads."""
+    import streamv2d.subsamplers.base as base
     import streamv2d.subsamplers.video as video
     from streamv2d.subsamplers.base import row_context
 
@@ -287,9 +301,29 @@ def test_a_transcode_takes_a_decode_slot_and_decodes_on_one_thread(monkeypatch):
         decoders.append((stream.codec_context.thread_type.name, stream.codec_context.thread_count))
         return real_decode(packets, stream, *args, **kwargs)
 
-    monkeypatch.setattr(video, "decode_slot", lambda: slots)
+    monkeypatch.setattr(base, "decode_slot", lambda: slots)
     monkeypatch.setattr(video, "decode_selected", decode_selected)
-    chain = compile_chain([FPS(5), Resolution(32, mode="scale,crop")])
+    chain, passes = _decoding_stages()[stage]
     with row_context(3, 0):
-        out = run_chain({"__key__": "a", "mp4": make_video(1.0, 64, 48, fps=10), "json": {}}, chain)
-    assert "mp4" in out[0] and slots.granted == [(3, 3)] and decoders == [("NONE", 1)]
+        out = run_chain({"__key__": "a", "mp4": make_video(1.0, 64, 48, fps=10, audio=True), "json": {}}, chain)
+    assert out[0]["json"].get("status") != FAILED_TO_SUBSAMPLE, out[0]["json"]
+    assert slots.granted == [(3, 3)] and decoders == [("NONE", 1)] * passes
+
+
+def test_a_decoding_stage_called_by_another_runs_in_its_slot(monkeypatch):
+    """A stage decoding inside another's slot (a model stage's Frames) takes no second one: with one slot per
+    process it would wait for itself."""
+    import streamv2d.subsamplers.base as base
+    from streamv2d.subsamplers import Frames
+    from streamv2d.subsamplers.base import Subsampler, decoding
+
+    class Describe(Subsampler):
+        @decoding
+        def __call__(self, sample):
+            sample["json"]["shape"] = list(Frames(num_frames=2, size=32)(dict(sample))["frames"].shape)
+            return sample
+
+    slots = RecordingSlots()
+    monkeypatch.setattr(base, "decode_slot", lambda: slots)
+    [out] = run_chain({"__key__": "a", "mp4": make_video(1.0, 64, 48, fps=10), "json": {}}, [Describe()])
+    assert out["json"]["shape"] == [2, 32, 32, 3] and slots.granted == [(None, None)]

@@ -1,7 +1,7 @@
 """Subsamplers: per-sample transforms applied lazily, in order, inside each worker."""
 from ..decode.media import MediaError
 from .audio import Audio
-from .base import Subsampler, SubsamplerLike, run_chain
+from .base import Subsampler, SubsamplerLike, decoding, run_chain
 from .chain import Chain, compile_chain
 from .cuts import CutDetection
 from .fingerprint import describe
@@ -12,5 +12,5 @@ from .registry import from_config, register
 from .video import FPS, Clip, Encode, Resolution, Transcode
 
 __all__ = ["FPS", "Audio", "Chain", "Clip", "CutDetection", "Encode", "Frames", "MediaError", "OpticalFlow", "Probe",
-           "Resolution", "Subsampler", "SubsamplerLike", "Transcode", "compile_chain", "describe", "from_config",
-           "probe", "register", "run_chain"]
+           "Resolution", "Subsampler", "SubsamplerLike", "Transcode", "compile_chain", "decoding", "describe",
+           "from_config", "probe", "register", "run_chain"]

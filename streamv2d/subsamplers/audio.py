@@ -10,7 +10,7 @@ import numpy as np
 
 from ..decode.media import MediaError, open_media
 from ..sample import Sample
-from .base import Subsampler
+from .base import Subsampler, decoding
 from .probe import media_bytes
 
 #: output extension -> (container format, encoder)
@@ -235,6 +235,7 @@ class Audio(Subsampler):
         self.rate, self.channels, self.format, self.bitrate = rate, channels, format, bitrate
         self.required, self.keep_video = required, keep_video
 
+    @decoding
     def __call__(self, sample: Sample) -> Sample:
         ext, data = media_bytes(sample)
         meta = sample.setdefault("json", {})

@@ -1,11 +1,13 @@
 """The subsampler contract: one sample in, zero, one or many samples out."""
 from __future__ import annotations
 
+import functools
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Union
 
 from .. import profile
+from ..distribute.slots import decode_slot
 from ..sample import FAILED_TO_SUBSAMPLE, Sample, is_success, mark_failed
 
 SubsamplerResult = Union[Sample, Iterable[Sample], None]
@@ -76,6 +78,26 @@ def row_context(seq: int, epoch: int = 0) -> Iterator[None]:
 def current_row() -> Optional[int]:
     """The row of its shard the running subsampler works on, or None outside a pipeline."""
     return _ROW.get()
+
+
+_DECODING: ContextVar[bool] = ContextVar("streamv2d_decoding", default=False)
+
+
+def decoding(call: Callable[[Any, Sample], SubsamplerResult]) -> Callable[[Any, Sample], SubsamplerResult]:
+    """A subsampler's ``__call__`` that decodes, run holding one of its process's decode slots (earliest row
+    first), so the rows a worker has in flight do not all decode at once and thrash its cores. One called from
+    inside another (a model stage's ``Frames``) runs in its caller's slot."""
+    @functools.wraps(call)
+    def held(self, sample: Sample) -> SubsamplerResult:
+        if _DECODING.get():
+            return call(self, sample)
+        token = _DECODING.set(True)
+        try:
+            with decode_slot().hold(current_row()):
+                return call(self, sample)
+        finally:
+            _DECODING.reset(token)
+    return held
 
 
 def current_epoch() -> int:

@@ -8,9 +8,9 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 
-from ..decode.media import duration_seconds, open_media, rewind, stream_fps, video_stream
+from ..decode.media import decoder_threads, duration_seconds, open_media, rewind, stream_fps, video_stream
 from ..sample import Sample
-from .base import Subsampler
+from .base import Subsampler, decoding
 from .probe import media_bytes
 from .video import analysis_rate, reduced_frames, scene_spans
 
@@ -113,10 +113,11 @@ class CutDetection(Subsampler):
         self.cuts_are_clips, self.fps, self.width = cuts_are_clips, fps, width
         self.framerates = list(framerates) if framerates else None
 
+    @decoding
     def __call__(self, sample: Sample) -> Sample:
         _, data = media_bytes(sample)
         with open_media(data) as container:
-            video = video_stream(container)
+            video = decoder_threads(video_stream(container))
             source_fps = stream_fps(video)
             duration = duration_seconds(container, video)
             steps = {"cuts_original_fps": source_fps / analysis_rate(video, self.fps)}

@@ -6,9 +6,9 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ..decode.media import open_media, video_stream
+from ..decode.media import decoder_threads, open_media, video_stream
 from ..sample import Sample
-from .base import Subsampler
+from .base import Subsampler, decoding
 from .probe import media_bytes
 from .video import analysis_rate, reduced_frames
 
@@ -59,11 +59,12 @@ class OpticalFlow(Subsampler):
         w, h = video.codec_context.width, video.codec_context.height
         return max(2, int(round(self.size * w / min(w, h))))
 
+    @decoding
     def __call__(self, sample: Sample) -> Sample:
         cv2 = _cv2()
         _, data = media_bytes(sample)
         with open_media(data) as container:
-            video = video_stream(container)
+            video = decoder_threads(video_stream(container))
             rate = analysis_rate(video, self.fps)
             frames = list(reduced_frames(container, video, rate, self._reduced_width(video), fmt="gray"))
         flows = [cv2.calcOpticalFlowFarneback(a, b, None, self.pyr_scale, self.levels, self.winsize,

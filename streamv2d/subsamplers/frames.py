@@ -6,9 +6,8 @@ from typing import Any, Dict, Optional
 
 from ..decode import get_opener
 from ..decode.sampling import SAMPLINGS, SEEKS, frame_step, nearest_keyframes, sample_indices, span_frames
-from ..distribute.slots import decode_slot
 from ..sample import Sample
-from .base import Subsampler, current_epoch, current_row
+from .base import Subsampler, current_epoch, decoding
 from .probe import media_bytes
 
 
@@ -60,11 +59,12 @@ class Frames(Subsampler):
         del config["threads"]  # changes speed, not output
         return config
 
+    @decoding
     def __call__(self, sample: Sample) -> Sample:
         ext, data = media_bytes(sample)
         meta = dict(sample.get("json", {}))
         rng = random.Random(f"{self.seed}/{current_epoch()}/{sample['__key__']}")
-        with decode_slot().hold(current_row()), self._open(data, threads=self.threads) as reader:
+        with self._open(data, threads=self.threads) as reader:
             info = reader.info
             frames = span_frames(info, meta.get("span"))
             indices = sample_indices(frames, self.num_frames, self.sampling, frame_step(info, self.fps, self.stride),

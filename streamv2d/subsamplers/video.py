@@ -21,11 +21,10 @@ from .. import profile
 from ..decode.convert import frame_to_array
 from ..decode.media import (MediaError, decode_packet, decoder_threads, duration_seconds, keyframe_timestamps,
                             open_media, seek_keyframe, skips_per_packet, start_seconds, stream_fps, video_stream)
-from ..distribute.slots import decode_slot
 from ..sample import Sample
 from ..scheduling import encode_frame
 from .audio import PREROLL, AudioEncoder, SpanTrim, layout_for
-from .base import Subsampler, current_row
+from .base import Subsampler, decoding
 from .youtube import clip_subtitles
 from .probe import (Probe, ffprobe_json, media_bytes, probe_container, probe_filename, publish_probe,
                     set_pixel_format)
@@ -386,14 +385,12 @@ class Transcode(Subsampler):
         return {"ops": [(type(op).__name__, op.config()) for op in self.ops],
                 "probe": self.probe.config() if self.probe is not None else None}
 
+    @decoding   # each decoder on one thread: threads of their own only made the rows' codecs thrash the cores
     def __call__(self, sample: Sample) -> Union[Sample, List[Sample]]:
         ext, data = media_bytes(sample)
         if self.remux and not self.clip.has_source(sample):
             return sample   # a stream-copy Clip with nothing to cut: the bytes as they are
-        # as many transcodes at once as this process has cores (earliest row first), each decoding on one
-        # thread: more, or decoder threads of their own, only made the rows' codecs thrash the same cores
-        # (14 % more wall time for materialize.py's job on 2 cores, the same bytes)
-        with decode_slot().hold(current_row()), open_media(data) as container:
+        with open_media(data) as container:
             decoder_threads(video_stream(container))
             meta = None
             if self.probe is not None:
