@@ -288,6 +288,18 @@ def test_avi_frames_are_numbered_by_count(bframes_count):
             np.testing.assert_array_equal(reader.read(indices), np.stack([full[i] for i in indices]))
 
 
+def test_a_profiled_avi_read_counts_its_packets_to_demux(monkeypatch):
+    """An AVI read (frames counted from the start) reads its packets under ``demux`` as other reads do; they were
+    counted to the stage around it."""
+    from streamv2d import profile
+
+    timed, real = [], profile.timed
+    monkeypatch.setattr(profile, "timed", lambda name, items: timed.append(name) or real(name, items))
+    with PyAVReader(encode_video(full_decode(bframe_video()), 30, container="avi", gop=12)) as reader:
+        reader.read([59])
+    assert timed == ["demux"]
+
+
 def test_av1_reads_are_exact_on_a_fresh_reader(bframes):
     """libdav1d reads skip_frame once, when it opens on the first packet: per-packet skipping would have left it
     dropping every non-reference frame, wanted ones included, so AV1 is decoded without it."""

@@ -123,7 +123,7 @@ class PyAVReader(VideoReader):
         since a skipped frame would not be counted."""
         rewind(self._container)
         context, index = self._stream.codec_context, 0
-        for packet in self._container.demux(self._stream):
+        for packet in profile.timed("demux", self._container.demux(self._stream)):
             for frame in decode_packet(context, packet, True):
                 yield index, frame
                 if index >= last:
