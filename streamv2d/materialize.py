@@ -70,6 +70,7 @@ def materialize(source: Any, output: str, job: Optional[Job] = None, *, processe
     job = (job or Job()).replace(**changes)
     job.require_cacheable("materialize")
     asked = positive_int("processes", processes if processes is not None else job.processes, allow_none=True)
+    local_ranks()   # a bad LOCAL_WORLD_SIZE stops the job here, not in every row's decode
     shard_job = ShardJob(job)
     store = CacheStore.for_job(output, shard_job, fmt=job.output_format, flat=True, storage_options=storage_options,
                                tmp_dir=tmp_dir, lease_seconds=lease_seconds)

@@ -101,6 +101,7 @@ def eight_cores(monkeypatch):
 
     monkeypatch.setattr(world.os, "sched_getaffinity", lambda pid: set(range(8)))
     monkeypatch.setattr(world.os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(world, "cgroup_cpus", lambda: 8)
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
     yield world
     world.share_cores_among(1)
@@ -130,12 +131,18 @@ def test_a_task_decodes_on_the_cpus_its_engine_granted(eight_cores):
     assert allocated_cpus({"SLURM_CPUS_ON_NODE": "4"}) == 4 and allocated_cpus({}) is None
     with pytest.raises(ValueError, match="num_cpus_per_task: 0 is not a positive number"):
         sv.Job(distributor="ray", distributor_args={"num_cpus_per_task": 0})
+    with pytest.raises(ValueError, match="shards_per_task: 2.7 is not a positive whole number"):
+        sv.Job(distributor="slurm", distributor_args={"shards_per_task": 2.7})
+    with pytest.raises(ValueError, match="max_parallel: 0.5 is not a positive whole number"):
+        sv.Job(distributor="slurm", distributor_args={"max_parallel": 0.5})
+    assert sv.Job(distributor="ray", distributor_args={"num_cpus_per_task": 0.5}).distributor_args == \
+        {"num_cpus_per_task": 0.5}
 
 
-def test_torchrun_ranks_on_one_machine_share_its_cores(eight_cores, monkeypatch):
+def test_torchrun_ranks_on_one_machine_share_its_cores(eight_cores, monkeypatch, tmp_path, job):
     """Bug: every torchrun rank of a materialize started one process per CPU, and each decoded on the whole
     machine (4 ranks on 8 cores: 32 processes, each sized for 8 cores). Ranks split the cores, unless each is
-    already pinned to fewer CPUs than the machine has."""
+    already pinned to fewer CPUs than its cgroup allows (a Slurm allocation or a container limits all ranks alike)."""
     from streamv2d.materialize import usable_cpus
 
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
@@ -144,10 +151,16 @@ def test_torchrun_ranks_on_one_machine_share_its_cores(eight_cores, monkeypatch)
     assert eight_cores.core_share() == 1
     monkeypatch.setattr(eight_cores.os, "sched_getaffinity", lambda pid: {0, 1})   # pinned to its 2 CPUs
     assert eight_cores.local_ranks() == 1 and usable_cpus() == 2
+    monkeypatch.setattr(eight_cores.os, "cpu_count", lambda: 64)   # the job's cgroup allows 8 of 64: not pinned
+    monkeypatch.setattr(eight_cores.os, "sched_getaffinity", lambda pid: set(range(8)))
+    assert eight_cores.local_ranks() == 4 and usable_cpus() == 2
+    assert eight_cores.cpu_list_size("0-3,8-11\n") == 8 and eight_cores.cpu_list_size("5") == 1
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "many")
     monkeypatch.setattr(eight_cores.os, "sched_getaffinity", lambda pid: set(range(8)))
     with pytest.raises(ValueError, match="LOCAL_WORLD_SIZE: 'many' is not a positive number of ranks"):
         usable_cpus()
+    with pytest.raises(ValueError, match="LOCAL_WORLD_SIZE"):   # before any row, not in each row's decode
+        sv.materialize(None, str(tmp_path / "out"), job, processes=1, progress=False)
 
 
 def with_core_share(job):

@@ -310,9 +310,30 @@ def test_a_decoding_stage_takes_a_decode_slot_and_decodes_on_one_thread(monkeypa
     assert slots.granted == [(3, 3)] and decoders == [("NONE", 1)] * passes
 
 
+def test_a_stream_copy_with_nothing_to_cut_takes_no_decode_slot(monkeypatch):
+    """A keyframe Clip with no spans passes its bytes on as they are: it does not queue for a decoder's turn."""
+    import streamv2d.subsamplers.base as base
+    from streamv2d.subsamplers.base import row_context
+
+    slots = RecordingSlots()
+    monkeypatch.setattr(base, "decode_slot", lambda: slots)
+    data = make_video(1.0, 64, 48, fps=10)
+    with row_context(3, 0):
+        [out] = run_chain({"__key__": "a", "mp4": data, "json": {}}, compile_chain([Clip(precision="keyframe", no_clips="pass")]))
+    assert out["mp4"] == data and slots.granted == []
+
+
+def test_a_generator_cannot_be_a_decoding_stage():
+    """Its work would run after the slot was released."""
+    from streamv2d.subsamplers.base import decoding
+
+    with pytest.raises(TypeError, match="a generator would decode after its slot is released"):
+        decoding(lambda self, sample: (yield sample))
+
+
 def test_a_decoding_stage_called_by_another_runs_in_its_slot(monkeypatch):
-    """A stage decoding inside another's slot (a model stage's Frames) takes no second one: with one slot per
-    process it would wait for itself."""
+    """A stage decoding inside another's slot, on its thread, takes no second one: with one slot per process it
+    would wait for itself."""
     import streamv2d.subsamplers.base as base
     from streamv2d.subsamplers import Frames
     from streamv2d.subsamplers.base import Subsampler, decoding

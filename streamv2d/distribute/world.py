@@ -33,6 +33,7 @@ def current_world(rank: Optional[int] = None, world_size: Optional[int] = None) 
 
     info = get_worker_info()
     worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
+    local_ranks()   # a bad LOCAL_WORLD_SIZE stops the epoch before its first row, not each row's decode
     return World(rank, world_size, worker, num_workers)
 
 
@@ -70,9 +71,10 @@ def share_cores_among(processes: int, granted: Optional[float] = None) -> None:
 
 def local_ranks(environ=os.environ) -> int:
     """Ranks of this job on this machine, sharing its cores: torchrun's ``LOCAL_WORLD_SIZE``; 1 without it, or
-    when this rank already runs on fewer CPUs than the machine has (pinned to its share)."""
+    when this rank was pinned to its share (it may run on fewer CPUs than its cgroup allows: a Slurm allocation or a
+    container limits the cgroup, and so every rank, alike)."""
     text = environ.get("LOCAL_WORLD_SIZE")
-    if text is None or machine_cores() < (os.cpu_count() or 1):
+    if text is None:
         return 1
     try:
         ranks = int(text)
@@ -80,7 +82,42 @@ def local_ranks(environ=os.environ) -> int:
         ranks = 0
     if ranks < 1:
         raise ValueError(f"LOCAL_WORLD_SIZE: {text!r} is not a positive number of ranks")
-    return ranks
+    return 1 if machine_cores() < (cgroup_cpus() or os.cpu_count() or 1) else ranks
+
+
+def cgroup_cpus() -> Optional[int]:
+    """How many CPUs this process's cgroup allows (cgroup v2's ``cpuset.cpus.effective``, v1's
+    ``cpuset.effective_cpus``), or None where that cannot be read."""
+    try:
+        with open("/proc/self/cgroup") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    files = []
+    for line in lines:
+        hierarchy, controllers, path = (line.split(":", 2) + ["", ""])[:3]
+        if hierarchy == "0":
+            files.append(f"/sys/fs/cgroup{path.rstrip('/')}/cpuset.cpus.effective")
+        elif "cpuset" in controllers.split(","):
+            files.append(f"/sys/fs/cgroup/cpuset{path.rstrip('/')}/cpuset.effective_cpus")
+    for name in files:
+        try:
+            with open(name) as f:
+                count = cpu_list_size(f.read())
+        except (OSError, ValueError):
+            continue
+        if count:
+            return count
+    return None
+
+
+def cpu_list_size(text: str) -> int:
+    """The CPUs of a kernel CPU list (``0-3,8-11`` is 8)."""
+    count = 0
+    for part in filter(None, text.strip().split(",")):
+        first, _, last = part.partition("-")
+        count += int(last or first) - int(first) + 1
+    return count
 
 
 def core_share() -> int:

@@ -19,8 +19,9 @@ DISTRIBUTORS: Dict[str, Tuple[Optional[str], Tuple[str, ...]]] = {
     "slurm": ("streamv2d.engines.slurm", ("shards_per_task", "max_parallel", "sbatch_args", "python", "log_dir",
                                           "poll_seconds")),
 }
-#: Arguments that must be positive numbers (of CPUs, shards, tasks, seconds), checked when the job is made.
-POSITIVE = ("num_cpus_per_task", "shards_per_task", "max_parallel", "poll_seconds")
+#: Arguments that must be whole counts of at least 1 (shards, tasks) or positive numbers (CPUs, seconds), checked
+#: when the job is made.
+COUNTS, AMOUNTS = ("shards_per_task", "max_parallel"), ("num_cpus_per_task", "poll_seconds")
 #: What each engine needs installed, for the message when it is missing.
 EXTRAS = {"ray": "ray", "spark": "spark"}
 
@@ -34,10 +35,11 @@ def check_distributor(name: str, args: Optional[Mapping[str, Any]]) -> Tuple[str
     if unknown:
         raise ValueError(f"distributor_args: {unknown} mean nothing to {name}; it takes "
                          f"{list(DISTRIBUTORS[name][1]) or 'none'}")
-    for key in POSITIVE:
-        value = args.get(key)
-        if key in args and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0):
-            raise ValueError(f"distributor_args.{key}: {value!r} is not a positive number")
+    for key in set(args) & set(COUNTS + AMOUNTS):
+        value, kinds = args[key], (int,) if key in COUNTS else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kinds) or not value > 0:
+            raise ValueError(f"distributor_args.{key}: {value!r} is not a positive "
+                             f"{'whole number' if key in COUNTS else 'number'}")
     return name, args
 
 

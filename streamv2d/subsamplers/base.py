@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Union
@@ -83,18 +84,26 @@ def current_row() -> Optional[int]:
 _DECODING: ContextVar[bool] = ContextVar("streamv2d_decoding", default=False)
 
 
-def decoding(call: Callable[[Any, Sample], SubsamplerResult]) -> Callable[[Any, Sample], SubsamplerResult]:
-    """A subsampler's ``__call__`` that decodes, run holding one of its process's decode slots (earliest row
-    first), so the rows a worker has in flight do not all decode at once and thrash its cores. One called from
-    inside another (a model stage's ``Frames``) runs in its caller's slot."""
+def decoding(call: Callable[..., SubsamplerResult]) -> Callable[..., SubsamplerResult]:
+    """A subsampler method that decodes (its ``__call__``, say), run holding one of its process's decode slots
+    (earliest row first), so the rows a worker has in flight do not all decode at once and thrash its cores.
+
+    It must return its samples, not yield them (the slot would be free before the work ran). A decoding stage
+    called from inside one, on the same thread, runs in its caller's slot; one handed to another thread takes a
+    slot of its own, so with one slot it waits for its caller: decode on the calling thread. Not for a model
+    stage's methods: its rows would then reach the micro-batcher no more at once than there are slots."""
+    if inspect.isgeneratorfunction(call):
+        raise TypeError(f"@decoding on {call.__qualname__}: a generator would decode after its slot is released; "
+                        "return a list instead")
+
     @functools.wraps(call)
-    def held(self, sample: Sample) -> SubsamplerResult:
+    def held(self, *args: Any, **kwargs: Any) -> SubsamplerResult:
         if _DECODING.get():
-            return call(self, sample)
+            return call(self, *args, **kwargs)
         token = _DECODING.set(True)
         try:
             with decode_slot().hold(current_row()):
-                return call(self, sample)
+                return call(self, *args, **kwargs)
         finally:
             _DECODING.reset(token)
     return held

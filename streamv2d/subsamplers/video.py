@@ -385,11 +385,14 @@ class Transcode(Subsampler):
         return {"ops": [(type(op).__name__, op.config()) for op in self.ops],
                 "probe": self.probe.config() if self.probe is not None else None}
 
-    @decoding   # each decoder on one thread: threads of their own only made the rows' codecs thrash the cores
     def __call__(self, sample: Sample) -> Union[Sample, List[Sample]]:
         ext, data = media_bytes(sample)
         if self.remux and not self.clip.has_source(sample):
-            return sample   # a stream-copy Clip with nothing to cut: the bytes as they are
+            return sample   # a stream-copy Clip with nothing to cut: the bytes as they are, without a decode slot
+        return self._transcode(sample, ext, data)
+
+    @decoding   # each decoder on one thread: threads of their own only made the rows' codecs thrash the cores
+    def _transcode(self, sample: Sample, ext: str, data: bytes) -> Union[Sample, List[Sample]]:
         with open_media(data) as container:
             decoder_threads(video_stream(container))
             meta = None
