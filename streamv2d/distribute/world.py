@@ -1,6 +1,7 @@
 """Who is consuming: this process's distributed rank and DataLoader worker."""
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from dataclasses import dataclass
@@ -85,9 +86,10 @@ def local_ranks(environ=os.environ) -> int:
     return 1 if machine_cores() < (cgroup_cpus() or os.cpu_count() or 1) else ranks
 
 
+@functools.lru_cache(maxsize=1)
 def cgroup_cpus() -> Optional[int]:
     """How many CPUs this process's cgroup allows (cgroup v2's ``cpuset.cpus.effective``, v1's
-    ``cpuset.effective_cpus``), or None where that cannot be read."""
+    ``cpuset.effective_cpus``), or None where that cannot be read; read once per process (every row asks)."""
     try:
         with open("/proc/self/cgroup") as f:
             lines = f.read().splitlines()
