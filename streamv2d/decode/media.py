@@ -41,12 +41,12 @@ def media_limits(max_pixels: int) -> Iterator[None]:
         _MAX_PIXELS.reset(token)
 
 
-def open_media(data: bytes, pixel_format: bool = False,
-               max_pixels: Optional[int] = None) -> "av.container.InputContainer":
+def open_media(data: bytes, pixel_format: bool = False, max_pixels: Optional[int] = None,
+               threads: int = 1) -> "av.container.InputContainer":
     """Open in-memory media, turning libav's errors into a readable :class:`MediaError`, its video header
     checked (:func:`check_video_header`) and its decoders capped at ``max_pixels`` a frame (default: the job's,
     see :func:`media_limits`; libavcodec's own check, for a bitstream whose frames are larger than its container
-    header says).
+    header says), each decoding on ``threads`` threads (:func:`decoder_threads`).
 
     Stream probing decodes no frame unless ``pixel_format`` is asked for: the pixel format is the one stream fact
     only decoding tells (size, rate, frame count and duration come from the headers), and that decoding made
@@ -62,7 +62,7 @@ def open_media(data: bytes, pixel_format: bool = False,
     if not pixel_format and any(s.codec_context.width == 0 or s.start_time is None or _misdated(container, s)
                                 for s in container.streams.video):
         container.close()   # frame size or start time (Matroska) only decoding tells: probe the usual way
-        return open_media(data, pixel_format=True, max_pixels=max_pixels)
+        return open_media(data, pixel_format=True, max_pixels=max_pixels, threads=threads)
     try:
         check_video_header(container, len(data), max_pixels)
     except MediaError:
@@ -70,6 +70,7 @@ def open_media(data: bytes, pixel_format: bool = False,
         raise
     for stream in container.streams.video:
         stream.codec_context.options = {**stream.codec_context.options, **options}
+        decoder_threads(stream, threads)
     return container
 
 
@@ -97,7 +98,8 @@ def check_video_header(container, size: int, max_pixels: Optional[int] = None) -
 
 def decoder_threads(stream, threads: int = 1):
     """``stream`` (returned) set to decode on ``threads`` threads, before its decoder opens; one (the default) where
-    other rows, workers or processes already keep every core busy."""
+    other rows, workers or processes already keep every core busy (libavcodec's own default, a thread per core,
+    only made the rows' codecs thrash the same cores)."""
     stream.codec_context.thread_count = threads
     stream.codec_context.thread_type = "AUTO" if threads > 1 else "NONE"
     return stream

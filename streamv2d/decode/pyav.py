@@ -12,8 +12,8 @@ from .. import profile
 from .base import Gathered, VideoInfo, VideoReader
 from .convert import frame_to_array
 from .geometry import center_crop, scaled_size
-from .media import (MediaError, decode_packet, decoder_threads, duration_seconds, open_media, rewind,
-                    seek_keyframe, skips_per_packet, stream_fps, video_stream)
+from .media import (MediaError, decode_packet, duration_seconds, open_media, rewind, seek_keyframe,
+                    skips_per_packet, stream_fps, video_stream)
 from .sampling import keyframe_runs
 
 
@@ -23,9 +23,9 @@ class PyAVReader(VideoReader):
     ``jump_gops`` the seeks over GOPs that hold no wanted frame."""
 
     def __init__(self, data: bytes, threads: int = 1, skip_nonref: bool = True, jump_gops: bool = True):
-        self._container = open_media(data)
+        self._container = open_media(data, threads=threads)
         try:
-            self._stream = stream = decoder_threads(video_stream(self._container), threads)
+            self._stream = stream = video_stream(self._container)
             rate = stream_fps(stream)
             self._skip_nonref = skip_nonref and skips_per_packet(stream.codec_context)
             self._jump_gops = jump_gops

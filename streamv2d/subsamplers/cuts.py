@@ -8,7 +8,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 
-from ..decode.media import decoder_threads, duration_seconds, open_media, rewind, stream_fps, video_stream
+from ..decode.media import duration_seconds, open_media, rewind, stream_fps, video_stream
 from ..sample import Sample
 from .base import Subsampler, decoding
 from .probe import media_bytes
@@ -117,7 +117,7 @@ class CutDetection(Subsampler):
     def __call__(self, sample: Sample) -> Sample:
         _, data = media_bytes(sample)
         with open_media(data) as container:
-            video = decoder_threads(video_stream(container))
+            video = video_stream(container)
             source_fps = stream_fps(video)
             duration = duration_seconds(container, video)
             steps = {"cuts_original_fps": source_fps / analysis_rate(video, self.fps)}

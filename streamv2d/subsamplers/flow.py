@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ..decode.media import decoder_threads, open_media, video_stream
+from ..decode.media import open_media, video_stream
 from ..sample import Sample
 from .base import Subsampler, decoding
 from .probe import media_bytes
@@ -64,7 +64,7 @@ class OpticalFlow(Subsampler):
         cv2 = _cv2()
         _, data = media_bytes(sample)
         with open_media(data) as container:
-            video = decoder_threads(video_stream(container))
+            video = video_stream(container)
             rate = analysis_rate(video, self.fps)
             frames = list(reduced_frames(container, video, rate, self._reduced_width(video), fmt="gray"))
         flows = [cv2.calcOpticalFlowFarneback(a, b, None, self.pyr_scale, self.levels, self.winsize,

@@ -19,8 +19,8 @@ from av.video.frame import PictureType
 
 from .. import profile
 from ..decode.convert import frame_to_array
-from ..decode.media import (MediaError, decode_packet, decoder_threads, duration_seconds, keyframe_timestamps,
-                            open_media, seek_keyframe, skips_per_packet, start_seconds, stream_fps, video_stream)
+from ..decode.media import (MediaError, decode_packet, duration_seconds, keyframe_timestamps, open_media,
+                            seek_keyframe, skips_per_packet, start_seconds, stream_fps, video_stream)
 from ..sample import Sample
 from ..scheduling import encode_frame
 from .audio import PREROLL, AudioEncoder, SpanTrim, layout_for
@@ -391,10 +391,10 @@ class Transcode(Subsampler):
             return sample   # a stream-copy Clip with nothing to cut: the bytes as they are, without a decode slot
         return self._transcode(sample, ext, data)
 
-    @decoding   # each decoder on one thread: threads of their own only made the rows' codecs thrash the cores
+    @decoding
     def _transcode(self, sample: Sample, ext: str, data: bytes) -> Union[Sample, List[Sample]]:
         with open_media(data) as container:
-            decoder_threads(video_stream(container))
+            video_stream(container)
             meta = None
             if self.probe is not None:
                 meta = probe_container(container, len(data), self.probe.keyframes)
