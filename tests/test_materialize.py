@@ -31,6 +31,12 @@ def published(folder):
     return sorted(n for n in os.listdir(folder) if not n.startswith("."))
 
 
+def decoded_samples(folder):
+    """Every sample of the folder's tar shards, decoded."""
+    return [s for name in sorted(os.listdir(folder)) if name.endswith(".tar")
+            for s in wds.WebDataset(os.path.join(folder, name), shardshuffle=False).decode()]
+
+
 def tar_payloads(folder):
     out = {}
     for name in sorted(os.listdir(folder)):
@@ -234,6 +240,34 @@ def test_default_processes_use_every_cpu_up_to_one_per_shard(tmp_path, url_rows,
     assert "rather than" not in capsys.readouterr().out   # the default is not a request to warn about
 
 
+NO_TORCH = """
+import json, sys
+import streamv2d as sv
+
+def note(sample):   # forked into the workers with the rest of __main__
+    sample["json"]["torch_loaded"] = "torch" in sys.modules
+    return sample
+
+job = sv.Job(subsamplers=[sv.Probe(), sv.FPS(5), sv.Resolution(32, mode="scale,crop"), note],
+             table={"samples_per_shard": 2})
+sv.materialize(sys.argv[1], sys.argv[2], job, processes=2, progress=False)
+print(json.dumps("torch" in sys.modules))
+"""
+
+
+def test_a_curation_job_never_imports_torch(tmp_path, url_rows):
+    """The issue asks whether ``materialize`` needs torch before its first row: it never imports it, in the
+    calling process or in its workers, now that every decoding stage asks for its core share (which looks for a
+    DataLoader worker only where torch is already loaded)."""
+    table = write_csv(str(tmp_path / "t.csv"), url_rows[:4])
+    done = subprocess.run([sys.executable, "-c", NO_TORCH, table, str(tmp_path / "out")], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "PYTHONPATH": ROOT})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "false"
+    noted = [s["json"]["torch_loaded"] for s in decoded_samples(str(tmp_path / "out"))]
+    assert noted == [False] * 4
+
+
 def _record_core_share(sample):
     """A subsampler noting the cores its process may keep busy (``core_share``) in the sample's json."""
     from streamv2d.distribute import core_share
@@ -254,11 +288,7 @@ def test_each_local_process_decodes_on_its_share_of_the_cores(tmp_path, url_rows
     table = write_csv(str(tmp_path / "t.csv"), url_rows[:4])
     job = sv.Job(subsamplers=[_record_core_share], table={"samples_per_shard": 2})
     sv.materialize(table, str(tmp_path / "out"), job, processes=2, progress=False)
-    shares = set()
-    for name in sorted(os.listdir(tmp_path / "out")):
-        if name.endswith(".tar"):
-            shares |= {s["json"]["core_share"] for s in wds.WebDataset(str(tmp_path / "out" / name),
-                                                                        shardshuffle=False).decode()}
+    shares = {s["json"]["core_share"] for s in decoded_samples(str(tmp_path / "out"))}
     assert shares == {4}   # 8 cores over 2 processes
     assert world.core_share() == 8   # the calling process keeps every core
     world.share_cores_among(16)
