@@ -38,8 +38,17 @@ def stack(tensors: List["torch.Tensor"]) -> "torch.Tensor":
              or any(t.dtype != first.dtype or t.requires_grad for t in tensors))
     if plain:   # out= cannot promote dtypes or record gradients; only CPU tensors go through shared memory
         return torch.stack(tensors)
-    out = torch.empty((len(tensors), *first.shape), dtype=first.dtype).share_memory_()
-    return torch.stack(tensors, out=out)
+    return torch.stack(tensors, out=shared_empty((len(tensors), *first.shape), first.dtype))
+
+
+def shared_empty(shape: "tuple[int, ...]", dtype: "torch.dtype") -> "torch.Tensor":
+    """An uninitialised CPU tensor allocated in shared memory, as ``default_collate`` makes its batches in a worker
+    (``share_memory_()`` on a fresh tensor would allocate it twice and copy it: 10 % of stacking 8 clips of 8×224²)."""
+    import torch
+
+    size = torch.Size(shape)
+    storage = torch.UntypedStorage._new_shared(size.numel() * dtype.itemsize)
+    return torch.empty(0, dtype=dtype).set_(storage).view(size)
 
 
 def batched(samples: Iterator[Sample], size: int, collate: Collate = collate_samples,

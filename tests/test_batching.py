@@ -2,7 +2,7 @@
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from streamv2d.batching import batched, stack
+from streamv2d.batching import batched, shared_empty, stack
 
 
 def samples(n: int):
@@ -26,7 +26,14 @@ class _SharedInWorker(IterableDataset):
 def test_stack_goes_to_shared_memory_only_inside_a_worker():
     assert not stack([s["frames"] for s in samples(2)]).is_shared()
     [item] = list(DataLoader(_SharedInWorker(), batch_size=None, num_workers=1))
-    assert item["shared"] and item["frames"].shape == (3, 2, 3)
+    assert item["shared"] and torch.equal(item["frames"], torch.stack([s["frames"] for s in samples(3)]))
+
+
+def test_shared_empty_is_allocated_in_shared_memory_with_its_shape_and_dtype():
+    for dtype in (torch.uint8, torch.float32, torch.int64):
+        tensor = shared_empty((2, 3, 4), dtype)
+        assert tensor.is_shared() and tensor.is_contiguous() and tensor.shape == (2, 3, 4) and tensor.dtype == dtype
+        assert tensor.untyped_storage().nbytes() == 24 * dtype.itemsize
 
 
 class _MixedInWorker(IterableDataset):
