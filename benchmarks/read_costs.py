@@ -21,7 +21,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from decoders import CORPORA, named_corpus  # noqa: E402
 from floor import BlankClips, two_workers  # noqa: E402
-from frames import NUM_FRAMES, SIZE, clips_in, make_clip_shards, plain_decode, plain_shard_loader, shard_clips  # noqa: E402
+from frames import (NUM_FRAMES, SIZE, clips_in, make_clip_shards, plain_decode, plain_shard_loader,  # noqa: E402
+                    shard_clips)
 from streamv2d import VideoDataset  # noqa: E402
 from streamv2d.subsamplers import Frames  # noqa: E402
 

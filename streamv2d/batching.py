@@ -43,7 +43,8 @@ def stack(tensors: List["torch.Tensor"]) -> "torch.Tensor":
 
 def shared_empty(shape: "tuple[int, ...]", dtype: "torch.dtype") -> "torch.Tensor":
     """An uninitialised CPU tensor allocated in shared memory, as ``default_collate`` makes its batches in a worker
-    (``share_memory_()`` on a fresh tensor would allocate it twice and copy it: 10 % of stacking 8 clips of 8×224²)."""
+    (``share_memory_()`` on a fresh tensor would allocate it twice and copy it: 10 % of stacking 8 clips of
+    8×224²)."""
     import torch
 
     size = torch.Size(shape)
