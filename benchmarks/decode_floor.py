@@ -29,6 +29,7 @@ import os
 import statistics
 import sys
 import time
+from fractions import Fraction
 from typing import Dict, List, Sequence, Tuple
 
 import av
@@ -38,7 +39,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from decoders import CORPORA, named_corpus, uniform  # noqa: E402
 from frames import NUM_FRAMES, SIZE, plain_decode  # noqa: E402
 from streamv2d.decode.pyav import PyAVReader  # noqa: E402
+from streamv2d.decode.media import start_seconds  # noqa: E402
 from streamv2d.decode.sampling import keyframe_runs  # noqa: E402
+from streamv2d.subsamplers.video import FrameSelector, decode_selected  # noqa: E402
 
 Packet = Tuple[int, bool, bool, float]   # (presentation index, keyframe, reference, decode seconds)
 
@@ -54,13 +57,20 @@ def is_reference(data: bytes) -> bool:
     return True
 
 
+def single_threaded(data: bytes) -> "av.container.InputContainer":
+    """``data`` opened with its video decoder on one thread, as costs are timed here."""
+    container = av.open(io.BytesIO(data))
+    stream = container.streams.video[0]
+    stream.codec_context.thread_type, stream.codec_context.thread_count = "NONE", 1
+    return container
+
+
 def timed_packets(data: bytes, repeats: int) -> List[Packet]:
     """The video's packets in decode order with their median decode cost (one thread)."""
     passes = []
     for _ in range(repeats):
-        with av.open(io.BytesIO(data)) as container:
+        with single_threaded(data) as container:
             stream = container.streams.video[0]
-            stream.codec_context.thread_type, stream.codec_context.thread_count = "NONE", 1
             step = float(1 / (stream.average_rate * stream.time_base))
             start = stream.start_time or 0
             packets = []
@@ -92,6 +102,32 @@ def fps_costs(packets: List[Packet], step: int) -> Tuple[float, float]:
     """(full decode, the exact floor) for keeping every ``step``-th frame of the whole video."""
     full = sum(cost for *_rest, cost in packets)
     return full, sum(cost for index, _, ref, cost in packets if ref or index % step == 0)
+
+
+def fps_decode(data: bytes, rate: float) -> Tuple[float, float]:
+    """(streamv2d's decode for an ``FPS(rate)`` transcode of the whole video, its exact floor) in CPU s. The floor
+    is one timed pass over every packet, summing the reference packets and those an output slot shows (the job's
+    own ``FrameSelector``); then ``decode_selected``, as ``Transcode`` decodes, is timed alone."""
+    def selector(stream) -> FrameSelector:
+        return FrameSelector.for_stream(stream, start_seconds(stream), None, Fraction(rate).limit_denominator(1001))
+
+    floor = 0.0
+    with single_threaded(data) as container:
+        stream = container.streams.video[0]
+        wanted = selector(stream)
+        for packet in container.demux(stream):
+            if packet.size == 0:
+                continue
+            mandatory = is_reference(bytes(packet)) or len(wanted.slots(packet.pts, packet.duration)) > 0
+            began = time.process_time()
+            stream.codec_context.decode(packet)
+            floor += (time.process_time() - began) if mandatory else 0.0
+    with single_threaded(data) as container:
+        stream = container.streams.video[0]
+        began = time.process_time()
+        for _ in decode_selected(container.demux(stream), stream, selector(stream), skip=True):
+            pass
+        return time.process_time() - began, floor
 
 
 def measured(fn, repeats: int) -> float:

@@ -27,9 +27,11 @@ order every other repeat; figures are medians, ratios medians of the per-repeat 
 6. first sample from ``iter(loader)`` in row 5 (video2dataset: job 2, then its loader's first batch).
 
 Rows 3–5 also give the exact floor: the most any loader returning exact frames could lead the plain one by —
-its CPU per clip over the least such a loader must spend (``decode_floor.py``'s mandatory packets, plus handing
-the frames to the main process, measured with blank tensors through the same DataLoader). Row 6 gives the first
-clip's exact decode floor on one core.
+its CPU per clip over the least such a loader must spend: ``decode_floor.py``'s mandatory packets, opening the
+clip without decoding a frame and converting the wanted frames to 224² RGB (the cheapest ways PyAV offers), plus
+handing the frames to the main process, measured with blank tensors through the same DataLoader. The floor is
+measured in every repeat, in turn with the loaders, since the host's speed drifts. Row 6 gives the first clip's
+exact read floor on one core.
 
 Then one profiled run of each streamv2d job (``stage_profile.run_job``, ``STREAMV2D_PROFILE``): CPU seconds by stage
 and each stage's share. Needs the ffmpeg CLI (``apt-get install -y ffmpeg``) and video2dataset 1.3 with its
@@ -62,13 +64,18 @@ import requests
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+import av
+
 from _common import print_table, served
-from decode_floor import frames_costs, timed_packets
+from decode_floor import fps_decode, frames_costs, timed_packets
 from decoders import uniform
 from frames import NUM_FRAMES, SIZE, PlainURLLoader, clips_in, plain_shard_loader, run
 from materialize import ENCODE, MODE, RATE, build_corpus, corpus_folder, ffmpeg_cli, run_mode
 from stage_profile import run_job, shares
 from streamv2d import Frames, VideoDataset
+from streamv2d.decode.convert import frame_to_array
+from streamv2d.decode.geometry import center_crop, scaled_size
+from streamv2d.decode.media import open_media
 from streamv2d.materialize import usable_cpus
 
 T = TypeVar("T")
@@ -329,11 +336,30 @@ def transfer_floor(clips: int, repeats: int) -> float:
     return median([run(lambda: two_workers(BlankClips(clips)))["cpu"] for _ in range(repeats)])
 
 
-def decode_floor(clips: Sequence[bytes]) -> float:
-    """Mean CPU s per clip of the least any exact reader of 8 uniform frames must decode: the reference frames
-    from each run's keyframe and the wanted ones (``decode_floor.frames_costs``, one timed pass per clip)."""
+def read_floor(clips: Sequence[bytes]) -> float:
+    """Mean CPU s per clip of the least an exact PyAV reader of 8 uniform frames at 224² must spend: decoding the
+    reference frames from each run's keyframe and the wanted ones (``decode_floor.frames_costs``, one timed pass
+    per clip), opening the clip without decoding a frame (``open_media``) and converting the wanted frames to
+    RGB at 224² (``frame_to_array``, one swscale context reused)."""
     distinct = list(dict.fromkeys(clips))
-    return statistics.mean(frames_costs(timed_packets(data, 1), uniform(data, NUM_FRAMES))[1] for data in distinct)
+    return statistics.mean(frames_costs(timed_packets(data, 1), uniform(data, NUM_FRAMES))[1] + open_convert_cost(data)
+                           for data in distinct)
+
+
+def open_convert_cost(data: bytes) -> float:
+    """CPU s of opening ``data`` (headers only) and converting its 8 uniform frames to 224² RGB, once decoded."""
+    began = time.process_time()
+    open_media(data).close()
+    opened = time.process_time() - began
+    wanted = set(uniform(data, NUM_FRAMES))
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.video[0]
+        width, height = scaled_size(stream.codec_context.width, stream.codec_context.height, SIZE)
+        frames = [frame for index, frame in zip(range(max(wanted) + 1), container.decode(stream)) if index in wanted]
+    began = time.process_time()
+    for frame in frames:
+        center_crop(frame_to_array(frame, "rgb24", width, height), SIZE)
+    return opened + time.process_time() - began
 
 
 def tar_clips(folder: str) -> List[bytes]:
@@ -346,11 +372,15 @@ def tar_clips(folder: str) -> List[bytes]:
     return clips
 
 
-def exact_bound(plain_rates: Sequence[float], floor: float, transfer: float) -> float:
-    """The most an exact loader could lead the plain one by: the clips/s of both cores doing nothing but the
-    floor's work (decoding only what must be, plus the transfer; no conversion, no tar parsing) over the plain
-    loader's measured clips/s."""
-    return usable_cpus() / (floor + transfer) / median(plain_rates)
+def exact_floor(clips: Sequence[bytes], rows: int, transfers: List[float]) -> Callable[[int], Dict[str, float]]:
+    """A contender that runs beside the loaders, in every repeat: the clips/s of both cores doing nothing but the
+    floor's work (opening, decoding only what must be, converting the wanted frames, plus the transfer, appended
+    to ``transfers``; no tar parsing, no Python). Measured in turn with them, since the host's speed drifts by a
+    fifth within minutes; its ratio to the plain loader is the most an exact loader could lead by."""
+    def measure(_: int) -> Dict[str, float]:
+        transfers.append(transfer_floor(rows, 1))
+        return {"rate": usable_cpus() / (read_floor(clips) + transfers[-1]), "clips": rows}
+    return measure
 
 
 # -- the table ----------------------------------------------------------------------------------------------------
@@ -417,17 +447,19 @@ def measure_transcode(args, work: str, table: str, v2d_downloads: List[float], s
     download = median(v2d_downloads)
     v2d_totals = [download + subset for subset in walls["video2dataset subset"]]
     speedup, vs_ffmpeg = ratio(v2d_totals, walls["streamv2d"]), ratio(walls["streamv2d"], walls["ffmpeg CLI"])
+    decoded, floor = (sum(costs) for costs in zip(*(fps_decode(open(p, "rb").read(), RATE) for p in args.paths)))
     row = TableRow("probe + fps 5 + 224² → tar", f"{median(v2d_totals):.1f} s (download {download:.1f} + "
                    f"subset {median(walls['video2dataset subset']):.1f})",
                    f"ffmpeg CLI, one pass per video: {median(walls['ffmpeg CLI']):.1f} s",
                    f"{median(walls['streamv2d']):.1f} s",
-                   f"v2d / ours {speedup:.1f}×; ours / ffmpeg {vs_ffmpeg:.2f}×",
+                   f"v2d / ours {speedup:.1f}×; ours / ffmpeg {vs_ffmpeg:.2f}×; our decode / its exact floor "
+                   f"{decoded / floor:.2f}×",
                    "≥ 6× video2dataset; ≤ 0.7× ffmpeg one-pass", speedup >= 6 and vs_ffmpeg <= 0.7)
     last = args.repeats - 1
     return row, v2d_totals, out("ours", last), out("v2d", last)
 
 
-def measure_shard_reads(args, label: str, folder: str, shim: str, transfer: float):
+def measure_shard_reads(args, label: str, folder: str, shim: str, transfers: List[float]):
     """Rows 3 and 4: 8 frames 224² from one tool's job-2 shards. Returns the row and video2dataset's runs."""
     pattern = shard_pattern(folder)
     runs = alternate({
@@ -435,11 +467,12 @@ def measure_shard_reads(args, label: str, folder: str, shim: str, transfer: floa
         "webdataset + PyAV": lambda i: run(lambda: two_workers(plain_shard_loader(pattern))),
         "streamv2d": lambda i: run(ours(pattern)),
         f"streamv2d batch={BATCH}": lambda i: run(ours(pattern, BATCH)),
+        "exact floor": exact_floor(tar_clips(folder), len(args.paths), transfers),
     }, args.repeats, label)
     _check_clips(runs, len(args.paths))
     plain = rates(runs["webdataset + PyAV"])
     lead, batched = ratio(rates(runs["streamv2d"]), plain), ratio(rates(runs[f"streamv2d batch={BATCH}"]), plain)
-    bound = exact_bound(plain, decode_floor(tar_clips(folder)), transfer)
+    bound = ratio(rates(runs["exact floor"]), plain)
     row = TableRow(label, f"its loader: {median(rates(runs['video2dataset loader'])):.0f} clips/s",
                    f"webdataset + PyAV: {median(plain):.0f} clips/s",
                    f"{median(rates(runs['streamv2d'])):.0f} ({median(rates(runs[f'streamv2d batch={BATCH}'])):.0f}"
@@ -455,7 +488,8 @@ def _check_clips(runs: Dict[str, List[Dict[str, float]]], expected: int) -> None
             raise RuntimeError(f"{name}: read {[int(r['clips']) for r in results]} clips, expected {expected}")
 
 
-def measure_on_the_fly(args, table: str, urls: List[str], transfer: float) -> "tuple[List[TableRow], Dict[str, list]]":
+def measure_on_the_fly(args, table: str, urls: List[str],
+                       transfers: List[float]) -> "tuple[List[TableRow], Dict[str, list]]":
     """Row 5 and its default-shard-size line: URL → 8 frames 224²."""
     counts: List[Counter] = []
 
@@ -468,12 +502,12 @@ def measure_on_the_fly(args, table: str, urls: List[str], transfer: float) -> "t
         "plain": lambda i: run(lambda: two_workers(PlainURLLoader(urls))),
         "streamv2d 16": lambda i: run(ours(table, samples_per_shard=16)),
         "streamv2d default": default_shards,
+        "exact floor": exact_floor([open(path, "rb").read() for path in args.paths], len(urls), transfers),
     }, args.repeats, "on the fly")
     _check_clips(runs, len(urls))
     plain = rates(runs["plain"])
     lead, lead_default = ratio(rates(runs["streamv2d 16"]), plain), ratio(rates(runs["streamv2d default"]), plain)
-    originals = [open(path, "rb").read() for path in args.paths]
-    bound = exact_bound(plain, decode_floor(originals), transfer)
+    bound = ratio(rates(runs["exact floor"]), plain)
     split = " / ".join("+".join(str(c[w]) for w in range(WORKERS)) for c in counts)
     idle = any(min(c[w] for w in range(WORKERS)) == 0 for c in counts)
     rows = [TableRow(f"on the fly, URL → 8 frames 224², {WORKERS} workers, `samples_per_shard=16`", "no such mode",
@@ -520,18 +554,18 @@ def main() -> None:
         download, walls = measure_download(args, work, table, urls, shim)
         transcode, v2d_job2, our_shards, v2d_shards = measure_transcode(args, work, table, walls["video2dataset"],
                                                                         shim)
-        transfer = transfer_floor(len(urls), args.repeats)
+        transfers: List[float] = []
         ours_read, _ = measure_shard_reads(args, "8 frames 224² from streamv2d's shards of that job, 2 workers",
-                                           our_shards, shim, transfer)
+                                           our_shards, shim, transfers)
         theirs_read, v2d_reads = measure_shard_reads(
             args, "8 frames 224² from **video2dataset's** shards of the same job (x264 defaults, long GOPs)",
-            v2d_shards, shim, transfer)
-        fly_rows, fly = measure_on_the_fly(args, table, urls, transfer)
+            v2d_shards, shim, transfers)
+        fly_rows, fly = measure_on_the_fly(args, table, urls, transfers)
         plain_first, our_first = rates(fly["plain"], "first"), rates(fly["streamv2d 16"], "first")
         first = TableRow("first sample from `iter(loader)`",
                          f"≈ {median(v2d_job2) + median(rates(v2d_reads, 'first')):.1f} s (job 2 first)",
-                         f"plain loader {median(plain_first):.2f} s; the first clip's exact decode floor: "
-                         f"{decode_floor([open(args.paths[0], 'rb').read()]):.2f} s of one core",
+                         f"plain loader {median(plain_first):.2f} s; the first clip's exact read floor: "
+                         f"{read_floor([open(args.paths[0], 'rb').read()]):.2f} s of one core",
                          f"{median(our_first):.2f} s (default shards: "
                          f"{median(rates(fly['streamv2d default'], 'first')):.2f})",
                          f"ours / plain {ratio(our_first, plain_first):.2f}×", "< 0.3 s", median(our_first) < 0.3)
@@ -542,10 +576,11 @@ def main() -> None:
           f" ({load1[2]:.1f} over 15 min); {time.perf_counter() - start:.0f} s")
     print_markdown([download, transcode, ours_read, theirs_read, *fly_rows, first])
     print(f"\nexact floor ≤ N×: the clips/s of {usable_cpus()} cores spending only the least any exact reader must "
-          f"spend, over the plain loader's — the reference frames from each run's keyframe and the wanted ones "
-          f"decoded (decode_floor.py), plus "
-          f"{1000 * transfer:.1f} ms of one core to hand a clip's frames to the main process (a DataLoader of blank "
-          f"8×224²×3 tensors, 2 workers); no conversion, no tar parsing")
+          f"spend, over the plain loader's, measured in each repeat — the clip opened without decoding a frame, the "
+          f"reference frames from each run's keyframe and the wanted ones decoded (decode_floor.py), the wanted ones "
+          f"converted to {SIZE}² RGB, plus {1000 * median(transfers):.1f} ms of one core (median) to hand a clip's "
+          f"frames to the main process (a DataLoader of blank 8×224²×3 tensors, 2 workers); no tar parsing, no "
+          f"Python")
     print_table("streamv2d's jobs, CPU seconds by stage (one profiled run each)", profiles)
     print("\nshares of each job's CPU (%), by row: download = 1, transcode = 2, frames-shards = 3, frames-fly = 5")
     for row in profiles:
