@@ -64,10 +64,8 @@ import requests
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-import av
-
 from _common import print_table, served
-from decode_floor import fps_decode, frames_costs, timed_packets
+from decode_floor import fps_decode, frames_costs, single_threaded, timed_packets
 from decoders import uniform
 from frames import NUM_FRAMES, SIZE, PlainURLLoader, clips_in, plain_shard_loader, run
 from materialize import ENCODE, MODE, RATE, build_corpus, corpus_folder, ffmpeg_cli, run_mode
@@ -330,10 +328,10 @@ class BlankClips(IterableDataset):
             yield torch.full((NUM_FRAMES, SIZE, SIZE, 3), 128, dtype=torch.uint8)
 
 
-def transfer_floor(clips: int, repeats: int) -> float:
+def transfer_floor(clips: int) -> float:
     """CPU s per clip of handing its frames from 2 DataLoader workers to the main process (the workers' start
     included), through the same ``run``: what every loader of rows 3–5 pays beside decoding."""
-    return median([run(lambda: two_workers(BlankClips(clips)))["cpu"] for _ in range(repeats)])
+    return run(lambda: two_workers(BlankClips(clips)))["cpu"]
 
 
 def read_floor(clips: Sequence[bytes]) -> float:
@@ -341,18 +339,19 @@ def read_floor(clips: Sequence[bytes]) -> float:
     reference frames from each run's keyframe and the wanted ones (``decode_floor.frames_costs``, one timed pass
     per clip), opening the clip without decoding a frame (``open_media``) and converting the wanted frames to
     RGB at 224² (``frame_to_array``, one swscale context reused)."""
-    distinct = list(dict.fromkeys(clips))
-    return statistics.mean(frames_costs(timed_packets(data, 1), uniform(data, NUM_FRAMES))[1] + open_convert_cost(data)
-                           for data in distinct)
+    def cost(data: bytes) -> float:
+        wanted = uniform(data, NUM_FRAMES)
+        return frames_costs(timed_packets(data, 1), wanted)[1] + open_convert_cost(data, set(wanted))
+
+    return statistics.mean(cost(data) for data in dict.fromkeys(clips))
 
 
-def open_convert_cost(data: bytes) -> float:
-    """CPU s of opening ``data`` (headers only) and converting its 8 uniform frames to 224² RGB, once decoded."""
+def open_convert_cost(data: bytes, wanted: "set[int]") -> float:
+    """CPU s of opening ``data`` (headers only) and converting its ``wanted`` frames to 224² RGB, once decoded."""
     began = time.process_time()
     open_media(data).close()
     opened = time.process_time() - began
-    wanted = set(uniform(data, NUM_FRAMES))
-    with av.open(io.BytesIO(data)) as container:
+    with single_threaded(data) as container:
         stream = container.streams.video[0]
         width, height = scaled_size(stream.codec_context.width, stream.codec_context.height, SIZE)
         frames = [frame for index, frame in zip(range(max(wanted) + 1), container.decode(stream)) if index in wanted]
@@ -378,7 +377,7 @@ def exact_floor(clips: Sequence[bytes], rows: int, transfers: List[float]) -> Ca
     to ``transfers``; no tar parsing, no Python). Measured in turn with them, since the host's speed drifts by a
     fifth within minutes; its ratio to the plain loader is the most an exact loader could lead by."""
     def measure(_: int) -> Dict[str, float]:
-        transfers.append(transfer_floor(rows, 1))
+        transfers.append(transfer_floor(rows))
         return {"rate": usable_cpus() / (read_floor(clips) + transfers[-1]), "clips": rows}
     return measure
 
